@@ -1,0 +1,159 @@
+"""The configuration file: schema, loading, `${VAR}` expansion and precise errors.
+
+The YAML document is a contract with users. Every mistake is reported at start-up with the file, the
+path inside the document and what was expected, never as a traceback at the first request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the person who wrote the file."""
+
+
+class TimeoutConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    connect: float = 10.0
+    first_token: float = 300.0
+    total: float = 600.0
+
+
+class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    #: openai | azure | anthropic | gemini | demo, or a host from the catalog (groq, mistral, ollama, ...)
+    type: str
+    api_key: str | None = None
+    base_url: str | None = None
+    #: Azure OpenAI `api-version` query parameter
+    api_version: str | None = None
+    #: extra headers sent with every request to this provider
+    headers: dict[str, str] = {}
+    timeout: TimeoutConfig = TimeoutConfig()
+    max_connections: int = 1000
+
+
+class DeploymentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    provider: str
+    model: str
+
+
+class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    name: str
+    deployments: list[DeploymentConfig]
+
+
+class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 4000
+    workers: int = 1
+    #: requests with a larger body are refused with 413
+    max_request_bytes: int = 25 * 1024 * 1024
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    providers: dict[str, ProviderConfig] = {}
+    models: list[ModelConfig] = []
+    #: bearer token clients must send; without one the gateway is open
+    master_key: str | None = None
+    server: ServerConfig = ServerConfig()
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
+    """Read, expand and validate a YAML config file."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the config file: {exc.strerror or exc}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    return config_from_dict(document if document is not None else {}, source=str(source), environ=environ)
+
+
+def config_from_dict(
+    document: Any, *, source: str = "<config>", environ: dict[str, str] | None = None
+) -> Config:
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: the document must be a mapping, got {type(document).__name__}")
+    expanded = _expand(document, "", os.environ if environ is None else environ, source)
+    try:
+        config = msgspec.convert(expanded, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe_validation_error(str(exc))}") from None
+    _check_references(config, source)
+    return config
+
+
+def _expand(node: Any, path: str, environ: Any, source: str) -> Any:
+    if isinstance(node, str):
+        return _expand_string(node, path, environ, source)
+    if isinstance(node, dict):
+        return {key: _expand(value, f"{path}.{key}" if path else str(key), environ, source) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_expand(value, f"{path}[{index}]", environ, source) for index, value in enumerate(node)]
+    return node
+
+
+def _expand_string(value: str, path: str, environ: Any, source: str) -> str:
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in environ:
+            return str(environ[name])
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{source}: at {path}: environment variable {name} is not set "
+            f"(set it, or write ${{{name}:-default}} to give a default)"
+        )
+
+    return _VAR.sub(replace, value) if "${" in value else value
+
+
+def _describe_validation_error(message: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.server.port`"; lead with the path instead.
+    text, sep, where = message.rpartition(" - at `")
+    if not sep:
+        return message
+    location = where.rstrip("`").removeprefix("$").lstrip(".") or "the top level"
+    text = text.replace("Object contains unknown field", "unknown key")
+    return f"at {location}: {text}"
+
+
+def _check_references(config: Config, source: str) -> None:
+    from sluicegate.providers.registry import known_types
+
+    types = known_types()
+    for name, provider in config.providers.items():
+        if provider.type not in types:
+            raise ConfigError(
+                f"{source}: at providers.{name}.type: unknown provider type '{provider.type}' "
+                f"(expected one of: {', '.join(sorted(types))})"
+            )
+    seen: set[str] = set()
+    for index, model in enumerate(config.models):
+        where = f"models[{index}]"
+        if model.name in seen:
+            raise ConfigError(f"{source}: at {where}.name: the alias '{model.name}' is defined twice")
+        seen.add(model.name)
+        if not model.deployments:
+            raise ConfigError(f"{source}: at {where}.deployments: an alias needs at least one deployment")
+        for number, deployment in enumerate(model.deployments):
+            if deployment.provider not in config.providers:
+                known = ", ".join(sorted(config.providers)) or "none are defined"
+                raise ConfigError(
+                    f"{source}: at {where}.deployments[{number}].provider: unknown provider "
+                    f"'{deployment.provider}' (expected one of the names under providers: {known})"
+                )
+    if config.server.max_request_bytes <= 0:
+        raise ConfigError(f"{source}: at server.max_request_bytes: expected a positive number of bytes")

@@ -1,0 +1,1 @@
+"""Provider adapters: one folder (or module) per provider, discovered by the registry."""

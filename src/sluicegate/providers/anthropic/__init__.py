@@ -1,0 +1,3 @@
+from sluicegate.providers.anthropic.adapter import AnthropicProvider
+
+__all__ = ["AnthropicProvider"]

@@ -1,0 +1,3 @@
+from sluicegate.providers.gemini.adapter import GeminiProvider
+
+__all__ = ["GeminiProvider"]

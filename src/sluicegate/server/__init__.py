@@ -1,0 +1,1 @@
+"""The HTTP face of the gateway: a plain ASGI application, no framework in the hot path."""

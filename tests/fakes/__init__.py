@@ -1,0 +1,1 @@
+"""Fake providers that speak each provider's real wire format over real sockets, with fault injection."""
