@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 import time
@@ -52,7 +53,7 @@ class Exchange:
     @property
     def max_gap(self) -> float:
         times = self.event_times
-        return max((later - earlier for earlier, later in zip(times, times[1:])), default=0.0)
+        return max((later - earlier for earlier, later in itertools.pairwise(times)), default=0.0)
 
 
 def build_request(host: str, port: int, path: str, model: str, api_key: str | None) -> bytes:
@@ -201,8 +202,10 @@ async def measure_ttfb(target: Target, samples: int, warmup: int, timeout: float
                 failures["stopped early (timeout or connection closed)"] += 1
                 break
             try:
-                exchange = await asyncio.wait_for(connection.send(target.request), max(0.1, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+                exchange = await asyncio.wait_for(
+                    connection.send(target.request), max(0.1, deadline - time.monotonic())
+                )
+            except TimeoutError:
                 failures["timed out"] += 1
                 break
             reason = failure_reason(exchange, min_events=1)
@@ -222,19 +225,17 @@ async def _one_stream(target: Target, start_at: float, timeout: float) -> Exchan
     await asyncio.sleep(max(0.0, start_at - time.monotonic()))
     try:
         connection = await asyncio.wait_for(connect(target), timeout)
-    except (OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError) as exc:
         return Exchange(error=f"connect failed: {type(exc).__name__}")
     try:
         return await asyncio.wait_for(connection.send(target.request), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return Exchange(error="timed out")
     finally:
         connection.close()
 
 
-async def measure_sse(
-    target: Target, streams: int, ramp: float, min_events: int, timeout: float
-) -> dict[str, object]:
+async def measure_sse(target: Target, streams: int, ramp: float, min_events: int, timeout: float) -> dict[str, object]:
     began = time.monotonic()
     step = ramp / streams if streams else 0.0
     tasks = [_one_stream(target, began + index * step, timeout) for index in range(streams)]

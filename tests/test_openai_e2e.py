@@ -89,7 +89,9 @@ def test_image_content_parts_pass_through(gw: Any, fake_openai: Any) -> None:
 
 
 def test_tool_calls(gw: Any) -> None:
-    answer = gw.openai().chat.completions.create(model="smart", messages=MESSAGES, tools=[WEATHER_TOOL], tool_choice="auto")
+    answer = gw.openai().chat.completions.create(
+        model="smart", messages=MESSAGES, tools=[WEATHER_TOOL], tool_choice="auto"
+    )
     call = answer.choices[0].message.tool_calls[0]
     assert answer.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
@@ -126,7 +128,9 @@ def test_stream_tool_call_arguments_reassemble(gw: Any) -> None:
 
 
 def test_stream_headers(gw: Any) -> None:
-    with httpx.stream("POST", gw.url("/v1/chat/completions"), json={"model": "smart", "messages": MESSAGES, "stream": True}) as r:
+    with httpx.stream(
+        "POST", gw.url("/v1/chat/completions"), json={"model": "smart", "messages": MESSAGES, "stream": True}
+    ) as r:
         body = r.read().decode()
         assert r.headers["content-type"] == "text/event-stream"
         assert r.headers["x-sluicegate-provider"] == "oai/gpt-4o"
@@ -163,7 +167,11 @@ def _error(response: httpx.Response) -> dict[str, Any]:
 
 
 def test_malformed_json_is_400(gw: Any) -> None:
-    response = httpx.post(gw.url("/v1/chat/completions"), content=b'{"model": "smart", "messages": [', headers={"content-type": "application/json"})
+    response = httpx.post(
+        gw.url("/v1/chat/completions"),
+        content=b'{"model": "smart", "messages": [',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 400
     assert _error(response)["code"] == "invalid_json"
 
@@ -273,7 +281,9 @@ def test_stream_error_before_first_chunk_fails_over(gateway_factory: Any, fake_o
     cfg["models"][0]["deployments"] = [{"provider": "oai", "model": "first"}, {"provider": "oai", "model": "second"}]
     gw = gateway_factory(cfg)
     fake_openai.faults.append(Fault(status=503))
-    with httpx.stream("POST", gw.url("/v1/chat/completions"), json={"model": "smart", "messages": MESSAGES, "stream": True}) as r:
+    with httpx.stream(
+        "POST", gw.url("/v1/chat/completions"), json={"model": "smart", "messages": MESSAGES, "stream": True}
+    ) as r:
         r.read()
         assert r.status_code == 200
         assert r.headers["x-sluicegate-provider"] == "oai/second"
@@ -303,7 +313,14 @@ def test_no_failover_on_client_error(gateway_factory: Any, fake_openai: Any) -> 
 def test_azure_deployment_url_and_key(gateway_factory: Any, fake_openai: Any) -> None:
     gw = gateway_factory(
         {
-            "providers": {"az": {"type": "azure", "api_key": "az-key", "base_url": fake_openai.base_url, "api_version": "2024-10-21"}},
+            "providers": {
+                "az": {
+                    "type": "azure",
+                    "api_key": "az-key",
+                    "base_url": fake_openai.base_url,
+                    "api_version": "2024-10-21",
+                }
+            },
             "models": [{"name": "smart", "deployments": [{"provider": "az", "model": "my-gpt4o"}]}],
         }
     )

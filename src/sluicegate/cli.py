@@ -15,7 +15,10 @@ log = logging.getLogger("sluicegate")
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=os.environ.get("SLUICEGATE_LOG_LEVEL", "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("SLUICEGATE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.run(args))
     except ConfigError as exc:
@@ -24,11 +27,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sluicegate", description="An LLM gateway: one OpenAI-compatible endpoint for many providers.")
+    parser = argparse.ArgumentParser(
+        prog="sluicegate", description="An LLM gateway: one OpenAI-compatible endpoint for many providers."
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the gateway's HTTP server")
-    serve.add_argument("--config", "-c", default=os.environ.get("SLUICEGATE_CONFIG"), help="YAML config file (default: $SLUICEGATE_CONFIG, else configure from the environment)")
+    serve.add_argument(
+        "--config",
+        "-c",
+        default=os.environ.get("SLUICEGATE_CONFIG"),
+        help="YAML config file (default: $SLUICEGATE_CONFIG, else configure from the environment)",
+    )
     serve.add_argument("--host", help="address to listen on (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port, 4000)")
     serve.add_argument("--workers", type=int, help="worker processes (default: server.workers, 1)")

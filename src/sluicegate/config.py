@@ -74,19 +74,42 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read the config file: {exc.strerror or exc}") from None
+    # `${VAR}` is not valid YAML inside a flow mapping (`{api_key: ${KEY}}`), yet that is how people write it.
+    # Swap each reference for a plain placeholder before parsing and expand the placeholders afterwards.
+    references: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        references.append(match.group(0))
+        return f"{_PLACEHOLDER}{len(references) - 1}__"
+
     try:
-        document = yaml.safe_load(text)
+        document = yaml.safe_load(_VAR.sub(hide, text))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if references:
+        document = _restore(document, references)
     return config_from_dict(document if document is not None else {}, source=str(source), environ=environ)
 
 
-def config_from_dict(
-    document: Any, *, source: str = "<config>", environ: dict[str, str] | None = None
-) -> Config:
+_PLACEHOLDER = "__sluicegate_var_"
+_PLACEHOLDER_RE = re.compile(re.escape(_PLACEHOLDER) + r"(\d+)__")
+
+
+def _restore(node: Any, references: list[str]) -> Any:
+    if isinstance(node, str):
+        return _PLACEHOLDER_RE.sub(lambda m: references[int(m.group(1))], node)
+    if isinstance(node, dict):
+        return {_restore(key, references): _restore(value, references) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_restore(value, references) for value in node]
+    return node
+
+
+def config_from_dict(document: Any, *, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the document must be a mapping, got {type(document).__name__}")
     expanded = _expand(document, "", os.environ if environ is None else environ, source)
+    _check_named_sections(expanded, source)
     try:
         config = msgspec.convert(expanded, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -99,7 +122,9 @@ def _expand(node: Any, path: str, environ: Any, source: str) -> Any:
     if isinstance(node, str):
         return _expand_string(node, path, environ, source)
     if isinstance(node, dict):
-        return {key: _expand(value, f"{path}.{key}" if path else str(key), environ, source) for key, value in node.items()}
+        return {
+            key: _expand(value, f"{path}.{key}" if path else str(key), environ, source) for key, value in node.items()
+        }
     if isinstance(node, list):
         return [_expand(value, f"{path}[{index}]", environ, source) for index, value in enumerate(node)]
     return node
@@ -120,12 +145,28 @@ def _expand_string(value: str, path: str, environ: Any, source: str) -> str:
     return _VAR.sub(replace, value) if "${" in value else value
 
 
-def _describe_validation_error(message: str) -> str:
+#: top-level mappings whose values are structs: msgspec reports their keys as `[...]`, so check each by name
+_NAMED_SECTIONS: dict[str, type[msgspec.Struct]] = {"providers": ProviderConfig}
+
+
+def _check_named_sections(document: dict[str, Any], source: str) -> None:
+    for section, schema in _NAMED_SECTIONS.items():
+        entries = document.get(section)
+        if not isinstance(entries, dict):
+            continue
+        for name, value in entries.items():
+            try:
+                msgspec.convert(value, schema, strict=False)
+            except msgspec.ValidationError as exc:
+                raise ConfigError(f"{source}: {_describe_validation_error(str(exc), f'{section}.{name}')}") from None
+
+
+def _describe_validation_error(message: str, prefix: str = "") -> str:
     # msgspec says "Expected `int`, got `str` - at `$.server.port`"; lead with the path instead.
     text, sep, where = message.rpartition(" - at `")
     if not sep:
-        return message
-    location = where.rstrip("`").removeprefix("$").lstrip(".") or "the top level"
+        text, where = message, ""
+    location = (prefix + where.rstrip("`").removeprefix("$")).lstrip(".") or "the top level"
     text = text.replace("Object contains unknown field", "unknown key")
     return f"at {location}: {text}"
 

@@ -142,7 +142,10 @@ class Gateway:
         created = 0
         return {
             "object": "list",
-            "data": [{"id": alias, "object": "model", "created": created, "owned_by": "sluicegate"} for alias in self.router.aliases],
+            "data": [
+                {"id": alias, "object": "model", "created": created, "owned_by": "sluicegate"}
+                for alias in self.router.aliases
+            ],
         }
 
     @staticmethod

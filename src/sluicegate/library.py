@@ -42,7 +42,10 @@ def configure(config: str | PathLike[str] | dict[str, Any] | Config | None = Non
 
         gateway = gateway_from_environment(os.environ.get("SLUICEGATE_CONFIG"))
     with _default_lock:
-        _default = gateway
+        previous, _default = _default, gateway
+    if previous is not None and _loop_thread is not None:
+        # Close the old pools on the loop they live in, without blocking the caller on it.
+        asyncio.run_coroutine_threadsafe(previous.aclose(), _loop_thread.loop)
     return gateway
 
 
@@ -78,7 +81,9 @@ async def _decoded(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]
         await chunks.aclose()  # type: ignore[attr-defined]
 
 
-async def aembedding(model: str, input: str | list[Any], *, gateway: Gateway | None = None, **params: Any) -> dict[str, Any]:
+async def aembedding(
+    model: str, input: str | list[Any], *, gateway: Gateway | None = None, **params: Any
+) -> dict[str, Any]:
     gw = gateway or default_gateway()
     answer = await gw.embeddings({"model": model, "input": input, **params}, _context())
     return answer.result.as_dict()

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import Fault, FakeProvider, send_sse
+from tests.fakes.server import FakeProvider, Fault, send_sse
 
 TEXT = "Hello from fake Anthropic."
 TOOL_INPUT = {"city": "Paris"}
@@ -81,7 +81,9 @@ def _invalid(request: web.Request, body: Any) -> str | None:
             if block.get("type") == "text" and not block.get("text"):
                 return f"messages.{index}: text content blocks must be non-empty"
             if block.get("type") == "tool_result" and block.get("tool_use_id") not in previous_tool_uses:
-                return f"messages.{index}: tool_result block(s) provided without a matching tool_use in the previous turn"
+                return (
+                    f"messages.{index}: tool_result block(s) provided without a matching tool_use in the previous turn"
+                )
         previous_tool_uses = {b["id"] for b in _blocks(turn) if b.get("type") == "tool_use"}
     return None
 
@@ -136,12 +138,15 @@ def stream_events(message: dict[str, Any]) -> list[Event]:
     for index, block in enumerate(message["content"]):
         events.extend(_block_events(index, block))
     delta = {"stop_reason": message["stop_reason"], "stop_sequence": None}
-    events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": OUTPUT_TOKENS}}))
+    events.append(
+        ("message_delta", {"type": "message_delta", "delta": delta, "usage": {"output_tokens": OUTPUT_TOKENS}})
+    )
     events.append(("message_stop", {"type": "message_stop"}))
     return events
 
 
 def _block_events(index: int, block: dict[str, Any]) -> list[Event]:
+    opening: dict[str, Any]
     if block["type"] == "text":
         opening = {"type": "text", "text": ""}
         words = block["text"].split(" ")
@@ -150,8 +155,12 @@ def _block_events(index: int, block: dict[str, Any]) -> list[Event]:
     else:
         opening = {**block, "input": {}}
         arguments = json.dumps(block["input"], separators=(",", ":"))
-        deltas = [{"type": "input_json_delta", "partial_json": arguments[i : i + 5]} for i in range(0, len(arguments), 5)]
-    events: list[Event] = [("content_block_start", {"type": "content_block_start", "index": index, "content_block": opening})]
+        deltas = [
+            {"type": "input_json_delta", "partial_json": arguments[i : i + 5]} for i in range(0, len(arguments), 5)
+        ]
+    events: list[Event] = [
+        ("content_block_start", {"type": "content_block_start", "index": index, "content_block": opening})
+    ]
     events.extend(("content_block_delta", {"type": "content_block_delta", "index": index, "delta": d}) for d in deltas)
     events.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
     return events

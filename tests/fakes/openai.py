@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.server import Fault, FakeProvider, Handler, send_sse
+from tests.fakes.server import FakeProvider, Fault, Handler, send_sse
 
 TEXT = "Hello from fake OpenAI."
 
@@ -29,7 +29,9 @@ class FakeOpenAI(FakeProvider):
         ]
 
     def error_response(self, status: int, message: str) -> dict[str, Any]:
-        kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}.get(status, "server_error")
+        kind = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error"}.get(
+            status, "server_error"
+        )
         return {"error": {"message": message, "type": kind, "param": None, "code": None}}
 
     async def _chat(self, request: web.Request, body: Any, fault: Fault) -> web.StreamResponse:
@@ -56,7 +58,9 @@ class FakeOpenAI(FakeProvider):
     async def _embeddings(self, request: web.Request, body: Any, fault: Fault) -> web.StreamResponse:
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         dims = body.get("dimensions") or 4
-        data = [{"object": "embedding", "index": i, "embedding": _vector(str(text), dims)} for i, text in enumerate(inputs)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": _vector(str(text), dims)} for i, text in enumerate(inputs)
+        ]
         return web.json_response(
             {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 5, "total_tokens": 5}}
         )
@@ -70,7 +74,11 @@ def _answer(body: dict[str, Any], text: str) -> dict[str, Any]:
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {"id": "call_fake_1", "type": "function", "function": {"name": tool["name"], "arguments": '{"city": "Paris"}'}}
+                {
+                    "id": "call_fake_1",
+                    "type": "function",
+                    "function": {"name": tool["name"], "arguments": '{"city": "Paris"}'},
+                }
             ],
         }
     return {"role": "assistant", "content": text}
@@ -87,7 +95,18 @@ def _chunks(model: str, message: dict[str, Any], usage: dict[str, Any] | None) -
     if message.get("tool_calls"):
         call = message["tool_calls"][0]
         arguments = call["function"]["arguments"]
-        deltas.append({"tool_calls": [{"index": 0, "id": call["id"], "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}]})
+        deltas.append(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": call["id"],
+                        "type": "function",
+                        "function": {"name": call["function"]["name"], "arguments": ""},
+                    }
+                ]
+            }
+        )
         for start in range(0, len(arguments), 5):
             deltas.append({"tool_calls": [{"index": 0, "function": {"arguments": arguments[start : start + 5]}}]})
     else:

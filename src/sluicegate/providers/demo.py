@@ -30,10 +30,19 @@ class DemoProvider(Provider):
 
     async def stream_chat(self, call: Call) -> AsyncIterator[bytes]:
         text, usage = demo_answer(call.request)
-        base = {"id": _completion_id(call.request), "object": "chat.completion.chunk", "created": int(time.time()), "model": call.model}
-        yield msgspec.json.encode({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        base = {
+            "id": _completion_id(call.request),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": call.model,
+        }
+        yield msgspec.json.encode(
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        )
         for word in _pieces(text):
-            yield msgspec.json.encode({**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
+            yield msgspec.json.encode(
+                {**base, "choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]}
+            )
         yield msgspec.json.encode({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
         yield msgspec.json.encode({**base, "choices": [], "usage": usage.to_openai()})
 
@@ -41,18 +50,29 @@ class DemoProvider(Provider):
         inputs = call.request["input"]
         texts = [inputs] if isinstance(inputs, str) else [str(item) for item in inputs]
         dimensions = int(call.request.get("dimensions") or 16)
-        data = [{"object": "embedding", "index": i, "embedding": _vector(text, dimensions)} for i, text in enumerate(texts)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": _vector(text, dimensions)} for i, text in enumerate(texts)
+        ]
         tokens = sum(_count_tokens(text) for text in texts)
         usage = Usage(prompt_tokens=tokens, total_tokens=tokens)
-        body = {"object": "list", "data": data, "model": call.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        body = {
+            "object": "list",
+            "data": data,
+            "model": call.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
         return EmbeddingsResult(msgspec.json.encode(body), usage)
 
 
 def demo_answer(request: dict[str, Any]) -> tuple[str, Usage]:
     """The same request always gets the same answer."""
     last = _last_user_text(request.get("messages") or [])
-    text = f"Hello from Sluicegate's demo provider. You said: {last}" if last else "Hello from Sluicegate's demo provider."
-    prompt = sum(_count_tokens(_text_of(m.get("content"))) for m in request.get("messages") or [] if isinstance(m, dict))
+    text = (
+        f"Hello from Sluicegate's demo provider. You said: {last}" if last else "Hello from Sluicegate's demo provider."
+    )
+    prompt = sum(
+        _count_tokens(_text_of(m.get("content"))) for m in request.get("messages") or [] if isinstance(m, dict)
+    )
     completion = _count_tokens(text)
     return text, Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
@@ -68,7 +88,9 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+        return " ".join(
+            part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text"
+        )
     return ""
 
 

@@ -75,9 +75,7 @@ class HttpClient:
             self._timeouts[key] = timeout
         return timeout
 
-    async def post(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts
-    ) -> HttpResponse:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> HttpResponse:
         """POST and read the whole answer; a non-2xx answer raises the mapped GatewayError."""
         session = self._get_session()
         try:

@@ -59,7 +59,9 @@ def known_types() -> set[str]:
     return set(catalog()) | set(adapters())
 
 
-def resolve(config: ProviderConfig, environ: dict[str, str] | None = None) -> tuple[type[Provider], ProviderConfig, CatalogEntry]:
+def resolve(
+    config: ProviderConfig, environ: dict[str, str] | None = None
+) -> tuple[type[Provider], ProviderConfig, CatalogEntry]:
     """The adapter class and the config with the catalog's defaults (base URL, key variable) filled in."""
     import os
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -75,8 +76,8 @@ class App:
             return
         except Exception:
             log.exception("unexpected error serving request %s", ctx.request_id)
-            error = GatewayError("The gateway hit an internal error; the request id is in x-request-id")
-            await send_error(send, error, _id_header(ctx))
+            internal = GatewayError("The gateway hit an internal error; the request id is in x-request-id")
+            await send_error(send, internal, _id_header(ctx))
 
     def _handler(self, path: str, method: str) -> Handler:
         methods = self._routes.get(path.rstrip("/") or "/")
@@ -91,30 +92,39 @@ class App:
         self.gateway.authenticate(ctx)
         body = decode_json_object(await request.body(self.max_request_bytes))
         if body.get("stream") is True:
-            await self._stream(await self.gateway.stream_chat(body, ctx), ctx, send)
+            await self._stream(await self.gateway.stream_chat(body, ctx), ctx, request.receive, send)
             return
         answer = await self.gateway.chat(body, ctx)
         headers = JSON_HEADERS + _routing_headers(ctx, answer.deployment, answer.attempts)
         await send_bytes(send, 200, answer.result.body, headers)
 
-    async def _stream(self, answer: StreamAnswer, ctx: RequestContext, send: Send) -> None:
+    async def _stream(self, answer: StreamAnswer, ctx: RequestContext, receive: Receive, send: Send) -> None:
         headers = SSE_HEADERS + _routing_headers(ctx, answer.deployment, answer.attempts)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
+        # The server drops writes to a client that has gone; watch for it so the upstream is closed at once.
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_watch_disconnect(receive, gone))
         chunks = answer.chunks
         try:
             async for chunk in chunks:
                 await send({"type": "http.response.body", "body": b"data: " + chunk + b"\n\n", "more_body": True})
+                if gone.is_set():
+                    log.info("client left stream %s; closing the upstream", ctx.request_id)
+                    return
         except GatewayError as error:
             # Headers are gone already: end the stream with an OpenAI-shaped error event instead of hanging.
             log.warning("stream %s failed after it started: %s", ctx.request_id, error.message)
-            await send({"type": "http.response.body", "body": frame(error.to_json()), "more_body": False})
+            await _end_stream(send, frame(error.to_json()))
             return
-        except OSError:
-            # The client went away mid-stream; closing the iterator closes the upstream.
+        except Exception:
+            log.exception("unexpected error in stream %s", ctx.request_id)
+            internal = GatewayError("The gateway hit an internal error mid-stream; the request id is in x-request-id")
+            await _end_stream(send, frame(internal.to_json()))
             return
         finally:
+            watcher.cancel()
             await chunks.aclose()  # type: ignore[attr-defined]
-        await send({"type": "http.response.body", "body": _DONE_FRAME, "more_body": False})
+        await _end_stream(send, _DONE_FRAME)
 
     async def embeddings(self, request: IncomingRequest, ctx: RequestContext, send: Send) -> None:
         self.gateway.authenticate(ctx)
@@ -146,6 +156,16 @@ class App:
                 await self.gateway.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+
+
+async def _end_stream(send: Send, last: bytes) -> None:
+    await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
 def _id_header(ctx: RequestContext) -> Headers:

@@ -28,7 +28,7 @@ SSE_HEADERS: Headers = [
 class IncomingRequest:
     """The parts of an ASGI request the gateway reads, looked up once."""
 
-    __slots__ = ("scope", "receive", "authorization", "request_id", "content_length", "traceparent", "x_api_key")
+    __slots__ = ("authorization", "content_length", "receive", "request_id", "scope", "traceparent", "x_api_key")
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
@@ -99,7 +99,11 @@ def _too_large(limit: int) -> PayloadTooLargeError:
 
 def _safe_request_id(value: bytes) -> str | None:
     # Echo a client's id only when it is short and printable: it ends up in headers and logs.
-    if 0 < len(value) <= 128 and value.isascii() and value.replace(b"-", b"").replace(b"_", b"").replace(b".", b"").isalnum():
+    if (
+        0 < len(value) <= 128
+        and value.isascii()
+        and value.replace(b"-", b"").replace(b"_", b"").replace(b".", b"").isalnum()
+    ):
         return value.decode()
     return None
 

@@ -17,16 +17,14 @@ from sluicegate.providers.base import Usage, usage_from_openai_json
 class StreamUsage:
     """Filled in while a stream passes; read when it has ended."""
 
-    __slots__ = ("usage", "chunks")
+    __slots__ = ("chunks", "usage")
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
         self.chunks = 0
 
 
-async def finish_stream(
-    chunks: AsyncIterator[bytes], include_usage: bool, tally: StreamUsage
-) -> AsyncIterator[bytes]:
+async def finish_stream(chunks: AsyncIterator[bytes], include_usage: bool, tally: StreamUsage) -> AsyncIterator[bytes]:
     """Record usage and present it the way the client asked.
 
     With `stream_options.include_usage` the client gets OpenAI's final `choices: []` usage chunk. Without
@@ -65,9 +63,7 @@ def _is_usage_only(chunk: bytes) -> bool:
 def _finishes_a_choice(chunk: bytes) -> bool:
     if b'"finish_reason"' not in chunk:
         return False
-    if b'"finish_reason":null' in chunk or b'"finish_reason": null' in chunk:
-        return False
-    return True
+    return not (b'"finish_reason":null' in chunk or b'"finish_reason": null' in chunk)
 
 
 def _with_usage(chunk: bytes, usage: Usage) -> bytes:

@@ -44,6 +44,7 @@ class StreamTranslator:
         self._tool_calls = 0
         self._finish_reason: str | None = None
         self._finished = False
+        self._announced = False
         self._handlers: dict[str, Callable[[dict[str, Any]], list[Chunk]]] = {
             "message_start": self._message_start,
             "content_block_start": self._block_start,
@@ -70,11 +71,17 @@ class StreamTranslator:
             # ping, and event types Anthropic may add: its versioning policy says to ignore unknown ones.
             return []
         try:
-            return handler(data)
+            chunks = handler(data)
         except (KeyError, TypeError, AttributeError):
             raise UpstreamError(
                 f"the provider sent a malformed '{kind}' stream event", code="upstream_malformed_response"
             ) from None
+        if chunks and not self._announced:
+            # The role chunk waits for the first real output: Anthropic can send message_start and then an
+            # overloaded error, and until a chunk is out the gateway may still fail over to another deployment.
+            self._announced = True
+            chunks.insert(0, self._chunk({"role": "assistant", "content": ""}))
+        return chunks
 
     # --- events --------------------------------------------------------------------------------
 
@@ -83,7 +90,7 @@ class StreamTranslator:
         self._id = completion_id(message.get("id"))
         self._model = message.get("model") or ""
         self._merge_usage(message.get("usage"))
-        return [self._chunk({"role": "assistant", "content": ""})]
+        return []
 
     def _block_start(self, data: dict[str, Any]) -> list[Chunk]:
         block = data["content_block"]

@@ -98,7 +98,8 @@ def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
         param = f"{where}.content[{index}]"
         kind = part.get("type")
         if kind == "text":
-            parts.extend(_text_parts([part], where))
+            if part.get("text"):
+                parts.append({"text": part["text"]})
         elif kind == "image_url":
             image = part.get("image_url")
             url = image.get("url") if isinstance(image, dict) else image
@@ -155,7 +156,7 @@ def _guess_mime(url: str) -> str:
     return _MIME_BY_EXTENSION.get(extension, "image/jpeg")
 
 
-#: the ids this module invents when Gemini gives none (see `_tool_call_id`); Gemini never issued them
+#: the ids this module invents when Gemini gives none (see `tool_call_id`); Gemini never issued them
 _SYNTHETIC_CALL_ID = re.compile(r"call_\d+_\d+")
 
 
@@ -256,7 +257,9 @@ _RENAMES = {
 
 def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
     config = {gemini: request[openai] for openai, gemini in _RENAMES.items() if request.get(openai) is not None}
-    max_tokens = request.get("max_completion_tokens", request.get("max_tokens"))
+    max_tokens = request.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = request.get("max_tokens")
     if max_tokens is not None:
         config["maxOutputTokens"] = max_tokens
     stop = request.get("stop")
@@ -290,17 +293,17 @@ _UNSUPPORTED_SCHEMA_KEYS = frozenset(
         "$schema",
         "$id",
         "$comment",
+        "strict",
+        "examples",
         "additionalProperties",
         "unevaluatedProperties",
         "patternProperties",
-        "strict",
-        "examples",
+        "dependentRequired",
+        "dependentSchemas",
         "const",
         "exclusiveMinimum",
         "exclusiveMaximum",
         "multipleOf",
-        "dependentRequired",
-        "dependentSchemas",
         "if",
         "then",
         "else",

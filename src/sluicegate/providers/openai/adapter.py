@@ -40,14 +40,17 @@ class OpenAIProvider(Provider):
 
     async def stream_chat(self, call: Call) -> AsyncIterator[bytes]:
         body = chat.chat_request(call.request, call.model, self.entry.drop_params, stream=True)
-        events = self.http.stream(self._url("chat/completions", call.model), body, self._headers_for(call), call.timeouts)
+        events = self.http.stream(
+            self._url("chat/completions", call.model), body, self._headers_for(call), call.timeouts
+        )
         async for event in events:
             data = event.data
             if data == DONE:
                 return
             if event.event == "error" or chat.is_error_chunk(data):
                 raise UpstreamError(
-                    f"the provider reported an error mid-stream: {error_message(data, 200)}", code="upstream_stream_error"
+                    f"the provider reported an error mid-stream: {error_message(data, 200)}",
+                    code="upstream_stream_error",
                 )
             yield data
         raise UpstreamError("the provider's stream ended before [DONE]", code="upstream_incomplete_response")

@@ -48,7 +48,9 @@ def completion_usage(body: bytes) -> Usage:
     try:
         _completion_decoder.decode(body)
     except msgspec.DecodeError:
-        raise UpstreamError("the provider returned a malformed chat completion", code="upstream_malformed_response") from None
+        raise UpstreamError(
+            "the provider returned a malformed chat completion", code="upstream_malformed_response"
+        ) from None
     return usage_from_openai_json(body) or Usage()
 
 
@@ -56,7 +58,9 @@ def embeddings_usage(body: bytes) -> Usage:
     try:
         _embeddings_decoder.decode(body)
     except msgspec.DecodeError:
-        raise UpstreamError("the provider returned a malformed embeddings answer", code="upstream_malformed_response") from None
+        raise UpstreamError(
+            "the provider returned a malformed embeddings answer", code="upstream_malformed_response"
+        ) from None
     return usage_from_openai_json(body) or Usage()
 
 
