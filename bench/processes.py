@@ -220,3 +220,47 @@ def memory_mb(root: int) -> dict[str, float | int]:
         "peak_mb": round(sum(_status_kb(pid, "VmHWM") for pid in pids) / 1024, 1),
         "processes": len(pids),
     }
+
+
+# --- CPU used by others ------------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    wall: float
+    machine_busy: float
+    ours: float
+
+
+def _machine_busy_seconds() -> float:
+    # cpu user nice system idle iowait irq softirq steal ...
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    # utime stime cutime cstime: reaped children (wrk runs, clients) are in their parent's cutime/cstime.
+    total = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += sum(int(value) for value in fields[11:15])
+    return total / _TICKS
+
+
+def cpu_sample() -> CpuSample:
+    return CpuSample(time.monotonic(), _machine_busy_seconds(), _tree_cpu_seconds(os.getpid()))
+
+
+def foreign_cores(before: CpuSample, after: CpuSample) -> float:
+    """Cores kept busy by processes outside the bench between two samples (0.5 = half a core)."""
+    wall = after.wall - before.wall
+    if wall <= 0:
+        return 0.0
+    foreign = (after.machine_busy - before.machine_busy) - (after.ours - before.ours)
+    return round(max(0.0, foreign / wall), 2)

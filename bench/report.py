@@ -11,6 +11,7 @@ from typing import Any
 
 Results = dict[str, Any]
 CHECKPOINT_SLACK = 0.995
+NOISY_CORES = 0.1
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,16 @@ def _import_lines(imported: Results | None) -> list[str]:
     ]
 
 
+def _noise_lines(meta: Results, targets: Results) -> list[str]:
+    busy = {f"during {name}": target.get("foreign_cpu_cores", 0.0) for name, target in targets.items()}
+    busy["before the run"] = meta.get("foreign_cpu_cores_before", 0.0)
+    return [
+        f"- **noisy**: other processes kept {cores} cores busy {when}"
+        for when, cores in busy.items()
+        if cores > NOISY_CORES
+    ]
+
+
 def _checks_rows(results: Results) -> list[list[str]]:
     marks: dict[bool | None, str] = {True: "yes", False: "**NO**", None: "n/a"}
     return [
@@ -240,6 +251,7 @@ def markdown(results: Results) -> str:
     ]
     lines += [f"- note: {note}" for note in meta.get("notes", [])]
     lines += [f"- {name}: **{target['error']}**" for name, target in targets.items() if "error" in target]
+    lines += _noise_lines(meta, targets)
     sections: list[tuple[str, list[str], Callable[[Results], list[list[str]]]]] = [
         (
             "Non-streaming POST /v1/chat/completions (wrk -t1)",

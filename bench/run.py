@@ -34,7 +34,18 @@ from typing import Any
 
 import report
 from loadgen import CHAT_PATH, chat_body, run_stream_client, run_wrk, write_wrk_script
-from processes import Child, Processes, StartupError, http_request, memory_mb, pinned, wait_http_ready, wait_log_line
+from processes import (
+    Child,
+    Processes,
+    StartupError,
+    cpu_sample,
+    foreign_cores,
+    http_request,
+    memory_mb,
+    pinned,
+    wait_http_ready,
+    wait_log_line,
+)
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -54,6 +65,8 @@ models:
 #: the stream shape outside the SSE part: 5 chunks, unpaced (what the TTFB part measures)
 FAST_STREAM = (5, 0.0)
 MAX_SOAK_SEGMENTS = 500
+#: cores other processes may keep busy before the numbers are flagged as noisy
+QUIET_CORES = 0.1
 
 
 class TargetError(RuntimeError):
@@ -82,6 +95,7 @@ class Settings:
     server_core: int | None
     load_core: int | None
     startup_timeout: float
+    wait_quiet: float
     output: Path
     strict: bool
     notes: list[str] = field(default_factory=list)
@@ -100,16 +114,22 @@ class Bench:
 
     def run(self) -> dict[str, Any]:
         results: dict[str, Any] = {"meta": self._meta(), "targets": {}}
+        results["meta"]["foreign_cpu_cores_before"] = wait_until_quiet(self.s.wait_quiet)
         if "import" in self.s.parts:
             results["import"] = measure_import(self.s.python)
         self.upstream_port = self._start_upstream()
         for name in self.s.targets:
             print(f"== {name}", file=sys.stderr, flush=True)
+            before = cpu_sample()
             try:
                 results["targets"][name] = self._bench_target(name)
             except (TargetError, StartupError, RuntimeError) as exc:
                 print(f"   {name} skipped: {exc}", file=sys.stderr, flush=True)
                 results["targets"][name] = {"error": str(exc)}
+            foreign = foreign_cores(before, cpu_sample())
+            results["targets"][name]["foreign_cpu_cores"] = foreign
+            if foreign > QUIET_CORES:
+                print(f"   warning: other processes kept {foreign} cores busy meanwhile", file=sys.stderr)
         results["overhead"], results["checks"] = report.evaluate(results)
         return results
 
@@ -361,6 +381,20 @@ def gateway_available(python: str) -> str | None:
 # --- process-wide setup ------------------------------------------------------------------------
 
 
+def wait_until_quiet(patience: float) -> float:
+    """Sample the CPU other processes use, for up to `patience` seconds until it is below QUIET_CORES."""
+    deadline = time.monotonic() + patience
+    while True:
+        before = cpu_sample()
+        time.sleep(1.0)
+        foreign = foreign_cores(before, cpu_sample())
+        if foreign <= QUIET_CORES or time.monotonic() >= deadline:
+            break
+    if foreign > QUIET_CORES:
+        print(f"warning: other processes keep {foreign} cores busy; the numbers will be noisy", file=sys.stderr)
+    return foreign
+
+
 def pin_self(core: int | None) -> None:
     if core is not None:
         os.sched_setaffinity(0, {core})
@@ -429,6 +463,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--load-core", type=int, default=1)
     add("--no-pin", action="store_true", help="do not pin processes to cores")
     add("--startup-timeout", type=float, default=60.0)
+    add("--wait-quiet", type=float, default=0.0, help="wait up to this many seconds for other CPU load to stop")
     add("--output", type=Path, default=RESULTS)
     add("--strict", action="store_true", help="exit 1 when a target misses one of its goals")
     return parser.parse_args(argv)
@@ -465,6 +500,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         server_core=args.server_core if pin else None,
         load_core=args.load_core if pin else None,
         startup_timeout=args.startup_timeout,
+        wait_quiet=args.wait_quiet,
         output=args.output,
         strict=args.strict,
         notes=notes,

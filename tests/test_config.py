@@ -49,7 +49,10 @@ def test_missing_variable_names_file_path_and_variable(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        ({"providers": {"a": {"type": "openai", "base_url": "http://x", "colour": "red"}}}, "at providers.a: unknown key `colour`"),
+        (
+            {"providers": {"a": {"type": "openai", "base_url": "http://x", "colour": "red"}}},
+            "at providers.a: unknown key `colour`",
+        ),
         ({"server": {"port": "eighty"}}, "at server.port: Expected `int`, got `str`"),
         ({"providers": {"a": {"type": "warp-drive"}}}, "at providers.a.type: unknown provider type 'warp-drive'"),
         (

@@ -532,14 +532,14 @@ def test_stream_error_object_raises() -> None:
 
 
 def test_embeddings_request() -> None:
-    request = {"model": "embed", "input": ["a", "bb"], "dimensions": 4}
-    assert embeddings.embeddings_request(request, "text-embedding-004") == {
+    texts = embeddings.input_texts({"model": "embed", "input": ["a", "bb"]})
+    assert embeddings.embeddings_request(texts, "text-embedding-004", 4) == {
         "requests": [
             {"model": "models/text-embedding-004", "content": {"parts": [{"text": "a"}]}, "outputDimensionality": 4},
             {"model": "models/text-embedding-004", "content": {"parts": [{"text": "bb"}]}, "outputDimensionality": 4},
         ]
     }
-    assert embeddings.embeddings_request({"input": "x"}, "tunedModels/mine") == {
+    assert embeddings.embeddings_request(embeddings.input_texts({"input": "x"}), "tunedModels/mine") == {
         "requests": [{"model": "tunedModels/mine", "content": {"parts": [{"text": "x"}]}}]
     }
 
@@ -547,7 +547,7 @@ def test_embeddings_request() -> None:
 @pytest.mark.parametrize("value", [[1, 2, 3], [[1, 2], [3]], [], None, ["ok", 5]])
 def test_embeddings_reject_token_arrays_and_non_text(value: Any) -> None:
     with pytest.raises(InvalidRequestError) as info:
-        embeddings.embeddings_request({"input": value}, "m")
+        embeddings.input_texts({"input": value})
     assert info.value.param == "input"
 
 

@@ -40,7 +40,9 @@ def test_blocking_stream(configured: Any) -> None:
 async def test_async_completion_and_stream(configured: Any) -> None:
     answer = await sluicegate.acompletion(model="smart", messages=MESSAGES)
     assert answer["choices"][0]["message"]["content"] == "Hello from fake OpenAI."
-    stream = await sluicegate.acompletion(model="smart", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+    stream = await sluicegate.acompletion(
+        model="smart", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
     chunks = [chunk async for chunk in stream]
     assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 7
 
@@ -60,9 +62,17 @@ def test_embedding(configured: Any) -> None:
 
 
 def test_demo_provider_is_deterministic() -> None:
-    sluicegate.configure({"providers": {"d": {"type": "demo"}}, "models": [{"name": "demo", "deployments": [{"provider": "d", "model": "demo-1"}]}]})
+    sluicegate.configure(
+        {
+            "providers": {"d": {"type": "demo"}},
+            "models": [{"name": "demo", "deployments": [{"provider": "d", "model": "demo-1"}]}],
+        }
+    )
     first = sluicegate.completion(model="demo", messages=MESSAGES)
     second = sluicegate.completion(model="demo", messages=MESSAGES)
     assert first["choices"] == second["choices"] and first["id"] == second["id"]
-    streamed = "".join(c["choices"][0]["delta"].get("content", "") for c in sluicegate.completion(model="demo", messages=MESSAGES, stream=True))
+    streamed = "".join(
+        c["choices"][0]["delta"].get("content", "")
+        for c in sluicegate.completion(model="demo", messages=MESSAGES, stream=True)
+    )
     assert streamed == first["choices"][0]["message"]["content"]

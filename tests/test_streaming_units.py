@@ -13,7 +13,7 @@ from sluicegate.streaming.sse import SSEEvent, SSEParser, frame
 
 def test_parser_handles_split_events_crlf_comments_and_multiline_data() -> None:
     parser = SSEParser()
-    wire = b": keep-alive\r\n\r\nevent: message_start\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\ndata: [DONE]\r\n\r\n"
+    wire = b': keep-alive\r\n\r\nevent: message_start\r\ndata: {"a":\r\ndata: 1}\r\n\r\ndata: [DONE]\r\n\r\n'
     events = []
     for i in range(0, len(wire), 7):  # feed in awkward 7-byte pieces
         events.extend(parser.feed(wire[i : i + 7]))

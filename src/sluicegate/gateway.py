@@ -28,8 +28,8 @@ class RequestContext:
     request_id: str = ""
     #: the bearer token the client sent, if any
     api_key: str | None = None
-    #: in-process library calls are trusted and skip authentication
-    trusted: bool = False
+    #: set once the key was checked; in-process library calls start out trusted
+    authenticated: bool = False
     #: headers to forward to the provider (request id, trace context)
     forward_headers: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
@@ -86,7 +86,7 @@ class Gateway:
         return self._master_key is None
 
     def authenticate(self, ctx: RequestContext) -> None:
-        if ctx.trusted or self._master_key is None:
+        if ctx.authenticated or self._master_key is None:
             return
         if not ctx.api_key:
             raise AuthenticationError(
@@ -94,6 +94,7 @@ class Gateway:
             )
         if not hmac.compare_digest(ctx.api_key.encode(), self._master_key):
             raise AuthenticationError("Invalid API key")
+        ctx.authenticated = True
 
     async def chat(self, request: dict[str, Any], ctx: RequestContext) -> ChatAnswer:
         self.authenticate(ctx)

@@ -56,7 +56,7 @@ def default_gateway() -> Gateway:
 
 
 def _context() -> RequestContext:
-    return RequestContext(trusted=True)
+    return RequestContext(authenticated=True)
 
 
 async def acompletion(

@@ -17,6 +17,9 @@ _COMMON = {
     "log_level": "warning",
     "backlog": 4096,
     "timeout_keep_alive": 75,
+    # The gateway is the edge it reports on; forwarded-for rewriting and the Server header cost time per request.
+    "proxy_headers": False,
+    "server_header": False,
 }
 
 

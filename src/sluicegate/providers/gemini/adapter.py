@@ -56,7 +56,7 @@ class GeminiProvider(Provider):
 
     async def embeddings(self, call: Call) -> EmbeddingsResult:
         texts = embeddings.input_texts(call.request)
-        body = msgspec.json.encode(embeddings.embeddings_request(call.request, call.model))
+        body = msgspec.json.encode(embeddings.embeddings_request(texts, call.model, call.request.get("dimensions")))
         response = await self.http.post(
             self._url(call.model, "batchEmbedContents"), body, self._headers_for(call), call.timeouts
         )

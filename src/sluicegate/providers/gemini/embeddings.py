@@ -29,12 +29,11 @@ def input_texts(request: dict[str, Any]) -> list[str]:
     )
 
 
-def embeddings_request(request: dict[str, Any], model: str) -> dict[str, Any]:
-    """The `BatchEmbedContentsRequest`: one entry per input, each naming the model again as Gemini requires."""
+def embeddings_request(texts: list[str], model: str, dimensions: int | None = None) -> dict[str, Any]:
+    """The `BatchEmbedContentsRequest`: one entry per text, each naming the model again as Gemini requires."""
     resource = model_resource(model)
-    dimensions = request.get("dimensions")
     requests = []
-    for text in input_texts(request):
+    for text in texts:
         item: dict[str, Any] = {"model": resource, "content": {"parts": [{"text": text}]}}
         if dimensions is not None:
             item["outputDimensionality"] = dimensions
