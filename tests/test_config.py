@@ -92,3 +92,9 @@ def test_autoconfig_from_key_variables() -> None:
 def test_autoconfig_without_keys_serves_demo_only() -> None:
     config = config_from_environment({})
     assert set(config.providers) == {"demo"} and config.master_key is None
+
+
+def test_yaml_on_is_a_key_not_a_boolean(tmp_path: Path) -> None:
+    text = "guardrails:\n  - {name: g, type: pii, on: [input, output], action: redact}\nserver: {port: 4001}\n"
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.guardrails[0].on == ["input", "output"]

@@ -14,6 +14,26 @@ from typing import Any
 import msgspec
 import yaml
 
+from sluicegate.cache.config import AliasCacheConfig, CacheConfig
+from sluicegate.governance.config import AliasLimitsConfig
+from sluicegate.guardrails.config import GuardrailConfig
+from sluicegate.observability.config import ObservabilityConfig
+from sluicegate.routing.config import RoutingConfig
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads `on`, `off`, `yes` and `no` as booleans,
+    which would turn the guardrail key `on:` into `True:`."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
 
 class ConfigError(Exception):
     """A configuration problem, already phrased for the person who wrote the file."""
@@ -46,6 +66,14 @@ class DeploymentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     name: str
     deployments: list[DeploymentConfig]
+    routing: RoutingConfig = RoutingConfig()
+    #: aliases tried, in order, when every deployment of this one failed
+    fallbacks: list[str] = []
+    #: true/false, or overrides of the top-level cache section; None: the top-level default
+    cache: bool | AliasCacheConfig | None = None
+    #: names of guardrails (from the top-level `guardrails:` list) applied to this alias
+    guardrails: list[str] = []
+    limits: AliasLimitsConfig | None = None
 
 
 class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -61,7 +89,14 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     models: list[ModelConfig] = []
     #: bearer token clients must send; without one the gateway is open
     master_key: str | None = None
+    #: sqlite:///path.db (default when needed) or postgresql://... for keys, spend and logs
+    database_url: str | None = None
+    #: redis://... to share limits, cache and health between replicas
+    redis_url: str | None = None
     server: ServerConfig = ServerConfig()
+    cache: CacheConfig = CacheConfig()
+    guardrails: list[GuardrailConfig] = []
+    observability: ObservabilityConfig = ObservabilityConfig()
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -83,7 +118,7 @@ def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = N
         return f"{_PLACEHOLDER}{len(references) - 1}__"
 
     try:
-        document = yaml.safe_load(_VAR.sub(hide, text))
+        document = yaml.load(_VAR.sub(hide, text), Loader=_Loader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from None
     if references:

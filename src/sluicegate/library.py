@@ -64,6 +64,7 @@ async def acompletion(
 ) -> Any:
     """A chat completion: a dict, or with `stream=True` an async iterator of chunk dicts."""
     gw = gateway or default_gateway()
+    await gw.start()
     request = {"model": model, "messages": messages, **params}
     if not stream:
         answer = await gw.chat(request, _context())
@@ -85,6 +86,7 @@ async def aembedding(
     model: str, input: str | list[Any], *, gateway: Gateway | None = None, **params: Any
 ) -> dict[str, Any]:
     gw = gateway or default_gateway()
+    await gw.start()
     answer = await gw.embeddings({"model": model, "input": input, **params}, _context())
     return answer.result.as_dict()
 

@@ -16,6 +16,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+Handler = Callable[["IncomingRequest", Any, Send], Awaitable[None]]
+#: path -> method -> handler; what every module under `sluicegate.server.routes` contributes
+RouteTable = dict[str, dict[str, Handler]]
 
 JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 SSE_HEADERS: Headers = [
@@ -26,10 +29,22 @@ SSE_HEADERS: Headers = [
 ]
 
 
+_CONTROL_HEADERS = frozenset({b"cache-control", b"idempotency-key"})
+
+
 class IncomingRequest:
     """The parts of an ASGI request the gateway reads, looked up once."""
 
-    __slots__ = ("authorization", "content_length", "receive", "request_id", "scope", "traceparent", "x_api_key")
+    __slots__ = (
+        "authorization",
+        "content_length",
+        "control",
+        "receive",
+        "request_id",
+        "scope",
+        "traceparent",
+        "x_api_key",
+    )
 
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
@@ -39,6 +54,8 @@ class IncomingRequest:
         self.request_id: str | None = None
         self.content_length: int | None = None
         self.traceparent: str | None = None
+        #: headers that steer the gateway: x-sluicegate-*, cache-control, idempotency-key
+        self.control: dict[str, str] = {}
         for name, value in scope["headers"]:
             if name == b"authorization":
                 self.authorization = value
@@ -53,6 +70,8 @@ class IncomingRequest:
                 self.traceparent = value.decode("latin-1")
             elif name == b"x-api-key":
                 self.x_api_key = value
+            elif name.startswith(b"x-sluicegate-") or name in _CONTROL_HEADERS:
+                self.control[name.decode("latin-1")] = value.decode("latin-1")
 
     def bearer_token(self) -> str | None:
         value = self.authorization
@@ -133,3 +152,15 @@ async def send_error(send: Send, error: GatewayError, headers: Headers | None = 
 
 def method_not_allowed() -> InvalidRequestError:
     return InvalidRequestError("Method not allowed", code="method_not_allowed", status=405)
+
+
+def answer_headers(ctx: Any, deployment: Any, attempts: list[Any]) -> Headers:
+    """Headers every answer carries: the request id, who answered and after how many attempts, plus
+    whatever the lifecycle's steps added (cache status, guardrail verdicts, cost, rate limits)."""
+    headers: Headers = [(b"x-request-id", ctx.request_id.encode())]
+    if deployment is not None:
+        headers.append((b"x-sluicegate-provider", deployment.label.encode()))
+        headers.append((b"x-sluicegate-attempts", str(len(attempts) + 1).encode()))
+    if ctx.response_headers:
+        headers.extend(ctx.response_headers)
+    return headers

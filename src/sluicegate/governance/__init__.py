@@ -1,0 +1,1 @@
+"""Who may call, how much, and what it cost: keys, limits, budgets, prices."""

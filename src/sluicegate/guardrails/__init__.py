@@ -1,0 +1,1 @@
+"""Checks on what goes to a provider and what comes back: PII, secrets, injection, policy."""

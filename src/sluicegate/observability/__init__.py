@@ -1,0 +1,1 @@
+"""What the gateway did: metrics, request logs, traces, callbacks and the dashboard."""
