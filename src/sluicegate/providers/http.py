@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,7 @@ class HttpClient:
 
     async def stream(
         self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts
-    ) -> AsyncIterator[SSEEvent]:
+    ) -> AsyncGenerator[SSEEvent, None]:
         """POST and yield server-sent events as they arrive.
 
         Errors before the first event (bad status, connect failure, no first byte in time) are raised from

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -12,7 +12,6 @@ from sluicegate.errors import ConfigurationError, UpstreamError
 from sluicegate.providers.anthropic import chat
 from sluicegate.providers.anthropic.stream import StreamTranslator
 from sluicegate.providers.base import Call, ChatResult, Provider
-from sluicegate.streaming.sse import SSEEvent
 
 #: the API version this adapter's converters speak; newer features arrive through `anthropic-beta` headers
 ANTHROPIC_VERSION = "2023-06-01"
@@ -47,11 +46,8 @@ class AnthropicProvider(Provider):
     async def stream_chat(self, call: Call) -> AsyncIterator[bytes]:
         body = msgspec.json.encode(chat.chat_request(call.request, call.model, stream=True))
         translator = StreamTranslator()
-        # Returning at message_stop, or the client going away, must release the upstream connection at once:
-        # hence aclosing (HttpClient.stream is an async generator, typed as a plain iterator).
-        events = cast(
-            AsyncGenerator[SSEEvent, None], self.http.stream(self._url, body, self._headers_for(call), call.timeouts)
-        )
+        # Returning at message_stop, or the client going away, must release the upstream connection at once.
+        events = self.http.stream(self._url, body, self._headers_for(call), call.timeouts)
         async with aclosing(events):
             async for event in events:
                 if not event.data:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, ClassVar
 
 from sluicegate.errors import ConfigurationError, UpstreamError
@@ -43,16 +44,18 @@ class OpenAIProvider(Provider):
         events = self.http.stream(
             self._url("chat/completions", call.model), body, self._headers_for(call), call.timeouts
         )
-        async for event in events:
-            data = event.data
-            if data == DONE:
-                return
-            if event.event == "error" or chat.is_error_chunk(data):
-                raise UpstreamError(
-                    f"the provider reported an error mid-stream: {error_message(data, 200)}",
-                    code="upstream_stream_error",
-                )
-            yield data
+        # aclosing: returning at [DONE] must release the upstream connection now, not at garbage collection.
+        async with aclosing(events):
+            async for event in events:
+                data = event.data
+                if data == DONE:
+                    return
+                if event.event == "error" or chat.is_error_chunk(data):
+                    raise UpstreamError(
+                        f"the provider reported an error mid-stream: {error_message(data, 200)}",
+                        code="upstream_stream_error",
+                    )
+                yield data
         raise UpstreamError("the provider's stream ended before [DONE]", code="upstream_incomplete_response")
 
     async def embeddings(self, call: Call) -> EmbeddingsResult:
