@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from sluicegate.errors import InvalidRequestError
+from sluicegate.errors import InvalidRequestError, UpstreamError
 
 if TYPE_CHECKING:
     from sluicegate.config import ProviderConfig
@@ -91,6 +91,17 @@ def usage_from_openai_json(body: bytes) -> Usage | None:
     if raw.completion_tokens_details is not None:
         usage.reasoning_tokens = raw.completion_tokens_details.reasoning_tokens or 0
     return usage
+
+
+def decode_upstream_object(body: bytes, what: str = "response") -> dict[str, Any]:
+    """A provider's JSON object; anything else (garbage, a list, a bare string) fails the attempt."""
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise UpstreamError(f"the provider sent a malformed {what}", code="upstream_malformed_response")
+    return data
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ import msgspec
 from sluicegate.errors import ConfigurationError, UpstreamError
 from sluicegate.providers.anthropic import chat
 from sluicegate.providers.anthropic.stream import StreamTranslator
-from sluicegate.providers.base import Call, ChatResult, Provider
+from sluicegate.providers.base import Call, ChatResult, Provider, decode_upstream_object
 
 #: the API version this adapter's converters speak; newer features arrive through `anthropic-beta` headers
 ANTHROPIC_VERSION = "2023-06-01"
@@ -52,7 +52,7 @@ class AnthropicProvider(Provider):
             async for event in events:
                 if not event.data:
                     continue
-                for chunk in translator.feed(event.event, _decode_event(event.data)):
+                for chunk in translator.feed(event.event, decode_upstream_object(event.data, "stream event")):
                     yield msgspec.json.encode(chunk)
                 if translator.finished:
                     return
@@ -60,20 +60,7 @@ class AnthropicProvider(Provider):
 
 
 def _decode_message(body: bytes) -> dict[str, Any]:
-    try:
-        message = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        message = None
-    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
-        raise UpstreamError("the provider returned a malformed message", code="upstream_malformed_response")
+    message = decode_upstream_object(body, "message")
+    if not isinstance(message.get("content"), list):
+        raise UpstreamError("the provider sent a malformed message", code="upstream_malformed_response")
     return message
-
-
-def _decode_event(data: bytes) -> dict[str, Any]:
-    try:
-        event = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        event = None
-    if not isinstance(event, dict):
-        raise UpstreamError("the provider sent a malformed stream event", code="upstream_malformed_response")
-    return event

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from sluicegate.errors import ConfigurationError, UpstreamError
-from sluicegate.providers.base import Call, ChatResult, EmbeddingsResult, Provider
+from sluicegate.providers.base import Call, ChatResult, EmbeddingsResult, Provider, decode_upstream_object
 from sluicegate.providers.gemini import chat, embeddings
 from sluicegate.providers.gemini.stream import StreamTranslator
 
@@ -37,7 +37,7 @@ class GeminiProvider(Provider):
         response = await self.http.post(
             self._url(call.model, "generateContent"), body, self._headers_for(call), call.timeouts
         )
-        data = _decode(response.body)
+        data = decode_upstream_object(response.body)
         completion = chat.chat_response(data, call.model, completion_id=_completion_id(), created=int(time.time()))
         return ChatResult(msgspec.json.encode(completion), chat.usage(data))
 
@@ -46,7 +46,7 @@ class GeminiProvider(Provider):
         url = self._url(call.model, "streamGenerateContent") + "?alt=sse"
         translator = StreamTranslator(call.model, completion_id=_completion_id(), created=int(time.time()))
         async for event in self.http.stream(url, body, self._headers_for(call), call.timeouts):
-            for chunk in translator.feed(_decode(event.data)):
+            for chunk in translator.feed(decode_upstream_object(event.data)):
                 yield msgspec.json.encode(chunk)
         if not translator.finished:
             # Gemini has no terminal event: a body that ends before any finishReason was cut off.
@@ -61,20 +61,13 @@ class GeminiProvider(Provider):
             self._url(call.model, "batchEmbedContents"), body, self._headers_for(call), call.timeouts
         )
         answer = embeddings.embeddings_response(
-            _decode(response.body), call.model, texts, encoding_format=call.request.get("encoding_format") or "float"
+            decode_upstream_object(response.body),
+            call.model,
+            texts,
+            encoding_format=call.request.get("encoding_format") or "float",
         )
         return EmbeddingsResult(msgspec.json.encode(answer), embeddings.estimated_usage(texts))
 
 
 def _completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
-
-
-def _decode(body: bytes) -> dict[str, Any]:
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        data = None
-    if not isinstance(data, dict):
-        raise UpstreamError("Gemini returned a malformed response", code="upstream_malformed_response")
-    return data
