@@ -13,6 +13,7 @@ CONFIG ?=
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/build.lock
 
 $(VENV)/.installed-runtime: $(BIN)/python requirements/runtime.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/runtime.lock
@@ -41,6 +42,7 @@ lock: $(BIN)/python
 	$(BIN)/python -m pip install --quiet pip-tools
 	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras -o requirements/runtime.lock pyproject.toml
 	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --extra test -o requirements/test.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes -o requirements/build.lock requirements/build.in
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
