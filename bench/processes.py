@@ -60,6 +60,8 @@ class Processes:
         self.stop_all()
 
     def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Child:
+        # Recreated if something swept the temporary directory during a long run.
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
         with log.open("wb") as sink:
             popen = subprocess.Popen(
@@ -135,11 +137,13 @@ def _stop(popen: subprocess.Popen[bytes], grace: float) -> None:
 
 
 def http_request(
-    port: int, method: str, path: str, body: bytes | None = None, timeout: float = 5.0
+    port: int, method: str, path: str, body: bytes | None = None, api_key: str | None = None, timeout: float = 5.0
 ) -> tuple[int, bytes]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
         connection.request(method, path, body=body, headers=headers)
         response = connection.getresponse()
         return response.status, response.read()
@@ -241,7 +245,8 @@ def _machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq + steal) / _TICKS
 
 
-def _tree_cpu_seconds(root: int) -> float:
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user + system) used so far by root and its descendants, reaped ones included."""
     # utime stime cutime cstime: reaped children (wrk runs, clients) are in their parent's cutime/cstime.
     total = 0
     for pid in process_tree(root):
@@ -254,7 +259,7 @@ def _tree_cpu_seconds(root: int) -> float:
 
 
 def cpu_sample() -> CpuSample:
-    return CpuSample(time.monotonic(), _machine_busy_seconds(), _tree_cpu_seconds(os.getpid()))
+    return CpuSample(time.monotonic(), _machine_busy_seconds(), tree_cpu_seconds(os.getpid()))
 
 
 def foreign_cores(before: CpuSample, after: CpuSample) -> float:

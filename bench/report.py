@@ -45,7 +45,8 @@ def _point(target: Results, connections: int) -> Results | None:
     return next((p for p in target.get("throughput", []) if p["connections"] == connections), None)
 
 
-def _dig(document: Results | None, *keys: str) -> Any:
+def dig(document: Results | None, *keys: str) -> Any:
+    """document[k1][k2]..., or None where a level is missing."""
     for key in keys:
         if not isinstance(document, dict):
             return None
@@ -55,6 +56,10 @@ def _dig(document: Results | None, *keys: str) -> Any:
 
 def _minus(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 3)
+
+
+def _per_second(microseconds: float | None) -> float | None:
+    return None if not microseconds else round(1e6 / microseconds)
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -67,17 +72,19 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def overhead(target: Results, direct: Results) -> Results:
     top = max((p["connections"] for p in direct.get("throughput", [])), default=64)
     return {
-        "added_p50_ms_1conn": _minus(_dig(_point(target, 1), "p50_ms"), _dig(_point(direct, 1), "p50_ms")),
-        f"throughput_ratio_{top}conn": _ratio(_dig(_point(target, top), "rps"), _dig(_point(direct, top), "rps")),
-        "added_ttfb_p50_ms": _minus(_dig(target, "ttfb", "ttfb_ms", "p50"), _dig(direct, "ttfb", "ttfb_ms", "p50")),
+        "added_p50_ms_1conn": _minus(dig(_point(target, 1), "p50_ms"), dig(_point(direct, 1), "p50_ms")),
+        f"throughput_ratio_{top}conn": _ratio(dig(_point(target, top), "rps"), dig(_point(direct, top), "rps")),
+        "added_ttfb_p50_ms": _minus(dig(target, "ttfb", "ttfb_ms", "p50"), dig(direct, "ttfb", "ttfb_ms", "p50")),
+        # What one core could serve if the server's CPU per request were the only limit: robust to noise.
+        f"cpu_bound_rps_{top}conn": _per_second(dig(_point(target, top), "server_cpu_us_per_request")),
         "sse_gap_p99_over_direct_ms": _minus(
-            _dig(target, "sse", "max_gap_ms", "p99"), _dig(direct, "sse", "max_gap_ms", "p99")
+            dig(target, "sse", "max_gap_ms", "p99"), dig(direct, "sse", "max_gap_ms", "p99")
         ),
     }
 
 
 def _sse_completed_percent(target: Results) -> float | None:
-    streams, completed = _dig(target, "sse", "streams"), _dig(target, "sse", "completed")
+    streams, completed = dig(target, "sse", "streams"), dig(target, "sse", "completed")
     if not streams or completed is None:
         return None
     if streams < 500:
@@ -87,10 +94,10 @@ def _sse_completed_percent(target: Results) -> float | None:
 
 def checks(name: str, target: Results, added: Results, imported: Results | None) -> list[Results]:
     rows = [
-        THROUGHPUT_64.check(_dig(_point(target, 64), "rps")),
+        THROUGHPUT_64.check(dig(_point(target, 64), "rps")),
         ADDED_P50.check(added["added_p50_ms_1conn"]),
         ADDED_TTFB.check(added["added_ttfb_p50_ms"]),
-        IDLE_RSS.check(_dig(target, "memory", "idle", "rss_mb")),
+        IDLE_RSS.check(dig(target, "memory", "idle", "rss_mb")),
         SSE_COMPLETE.check(_sse_completed_percent(target)),
         SSE_GAP.check(added["sse_gap_p99_over_direct_ms"]),
     ]
@@ -136,6 +143,20 @@ def soak_summary(samples: list[Results], checkpoints: list[int], errors: int, ti
 
 # --- Markdown ----------------------------------------------------------------------------------
 
+THROUGHPUT_HEADER = ["target", "conns", "req/s", "p50 ms", "p99 ms", "errors", "server CPU us/req"]
+STREAMING_HEADER = [
+    "target",
+    "TTFB p50 ms",
+    "TTFB p99 ms",
+    "SSE complete",
+    "max-gap p50 ms",
+    "max-gap p99 ms",
+    "max-gap max ms",
+    "SSE first-event p99 ms",
+    "server CPU ms/stream",
+]
+MEMORY_HEADER = ["target", "start-up s", "idle MB", "after load MB", "peak MB"]
+
 
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
@@ -161,6 +182,7 @@ def _throughput_rows(targets: Results) -> list[list[str]]:
             _fmt(p["p50_ms"]),
             _fmt(p["p99_ms"]),
             _fmt(p["non_2xx"] + p["socket_errors"]),
+            _fmt(p.get("server_cpu_us_per_request"), 1),
         ]
         for name, target in targets.items()
         for p in target.get("throughput", [])
@@ -175,8 +197,9 @@ def _streaming_rows(targets: Results) -> list[list[str]]:
             continue
         complete = f"{sse['completed']}/{sse['streams']}" if sse else "n/a"
         rows.append(
-            [name, _fmt(_dig(ttfb, "ttfb_ms", "p50")), _fmt(_dig(ttfb, "ttfb_ms", "p99")), complete]
-            + [_fmt(_dig(sse, "max_gap_ms", key), 1) for key in ("p50", "p99", "max")]
+            [name, _fmt(dig(ttfb, "ttfb_ms", "p50")), _fmt(dig(ttfb, "ttfb_ms", "p99")), complete]
+            + [_fmt(dig(sse, "max_gap_ms", key), 1) for key in ("p50", "p99", "max")]
+            + [_fmt(dig(sse, "ttfb_ms", "p99"), 1), _fmt(dig(sse, "server_cpu_ms_per_stream"), 2)]
         )
     return rows
 
@@ -187,9 +210,8 @@ def _memory_rows(targets: Results) -> list[list[str]]:
         memory = target.get("memory")
         if memory:
             idle, after = memory.get("idle", {}), memory.get("after_load", {})
-            rows.append(
-                [name, _fmt(idle.get("rss_mb"), 1), _fmt(after.get("rss_mb"), 1), _fmt(after.get("peak_mb"), 1)]
-            )
+            sizes = [_fmt(idle.get("rss_mb"), 1), _fmt(after.get("rss_mb"), 1), _fmt(after.get("peak_mb"), 1)]
+            rows.append([name, _fmt(target.get("startup_s"), 2), *sizes])
     return rows
 
 
@@ -217,9 +239,13 @@ def _import_lines(imported: Results | None) -> list[str]:
     ]
 
 
-def _noise_lines(meta: Results, targets: Results) -> list[str]:
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def _noise_lines(targets: Results) -> list[str]:
     busy = {f"during {name}": target.get("foreign_cpu_cores", 0.0) for name, target in targets.items()}
-    busy["before the run"] = meta.get("foreign_cpu_cores_before", 0.0)
     return [
         f"- **noisy**: other processes kept {cores} cores busy {when}"
         for when, cores in busy.items()
@@ -249,29 +275,13 @@ def markdown(results: Results) -> str:
         f"server core {meta['server_core']}, load core {meta['load_core']}, {meta['cpus']} CPUs, "
         f"Python {meta['python']}" + (f", server {meta['server']}" if meta["server"] else ""),
     ]
-    lines += [f"- note: {note}" for note in meta.get("notes", [])]
-    lines += [f"- {name}: **{target['error']}**" for name, target in targets.items() if "error" in target]
-    lines += _noise_lines(meta, targets)
+    lines += [f"- note: {_last_line(note)}" for note in meta.get("notes", [])]
+    lines += [f"- {name}: **{_last_line(target['error'])}**" for name, target in targets.items() if "error" in target]
+    lines += _noise_lines(targets)
     sections: list[tuple[str, list[str], Callable[[Results], list[list[str]]]]] = [
-        (
-            "Non-streaming POST /v1/chat/completions (wrk -t1)",
-            ["target", "conns", "req/s", "p50 ms", "p99 ms", "errors"],
-            _throughput_rows,
-        ),
-        (
-            "Streaming: TTFB (sequential, 1 conn) and concurrent SSE streams",
-            [
-                "target",
-                "TTFB p50 ms",
-                "TTFB p99 ms",
-                "SSE complete",
-                "max-gap p50 ms",
-                "max-gap p99 ms",
-                "max-gap max ms",
-            ],
-            _streaming_rows,
-        ),
-        ("Memory: VmRSS of the server's process tree", ["target", "idle MB", "after load MB", "peak MB"], _memory_rows),
+        ("Non-streaming POST /v1/chat/completions (wrk -t1)", THROUGHPUT_HEADER, _throughput_rows),
+        ("Streaming: TTFB (sequential, 1 conn) and concurrent SSE streams", STREAMING_HEADER, _streaming_rows),
+        ("Start-up (to readiness) and memory (VmRSS of the server's process tree)", MEMORY_HEADER, _memory_rows),
     ]
     for title, header, rows_of in sections:
         rows = rows_of(targets)

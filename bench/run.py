@@ -13,27 +13,25 @@ Pinning: the server under test on --server-core (0), wrk, the stream client and 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime
 import json
 import os
 import platform
 import resource
-import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import report
 from loadgen import CHAT_PATH, chat_body, run_stream_client, run_wrk, write_wrk_script
+from options import Settings, parse_args, settings_from
 from processes import (
     Child,
     Processes,
@@ -43,25 +41,14 @@ from processes import (
     http_request,
     memory_mb,
     pinned,
+    tree_cpu_seconds,
     wait_http_ready,
     wait_log_line,
 )
+from under_test import Package, render_config
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO = BENCH_DIR.parent
-VENV_PYTHON = REPO / ".venv" / "bin" / "python"
-RESULTS = BENCH_DIR / "results" / "latest.json"
-PARTS = ("throughput", "ttfb", "sse", "memory", "import", "soak")
-DEFAULT_PARTS = ("throughput", "ttfb", "sse", "memory", "import")
-TARGETS = ("direct", "passthrough", "gateway")
-DEFAULT_CONFIG = """\
-providers:
-  up: {type: openai, base_url: {upstream}, api_key: bench-key}
-models:
-  - name: bench
-    deployments:
-      - {provider: up, model: bench-model}
-"""
+
 #: the stream shape outside the SSE part: 5 chunks, unpaced (what the TTFB part measures)
 FAST_STREAM = (5, 0.0)
 MAX_SOAK_SEGMENTS = 500
@@ -73,34 +60,6 @@ class TargetError(RuntimeError):
     """A target could not be benched (did not start, or answered the sanity requests wrongly)."""
 
 
-@dataclass
-class Settings:
-    targets: list[str]
-    parts: list[str]
-    duration: float
-    warmup: float
-    connections: list[int]
-    ttfb_samples: int
-    sse_streams: int
-    sse_ramp: float
-    sse_chunks: int
-    sse_pace_ms: float
-    soak_checkpoints: list[int]
-    soak_timeout: float
-    model: str
-    api_key: str | None
-    config_template: str
-    server: str | None
-    python: str
-    server_core: int | None
-    load_core: int | None
-    startup_timeout: float
-    wait_quiet: float
-    output: Path
-    strict: bool
-    notes: list[str] = field(default_factory=list)
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -109,17 +68,19 @@ class Bench:
         self.s = settings
         self.processes = processes
         self.workdir = workdir
+        self.package = Package(settings.python, settings.src)
         self.upstream_port = 0
-        self.wrk_script = write_wrk_script(workdir / "post.lua", settings.model, settings.api_key)
+        #: the server under test, None while benching direct
+        self.server: Child | None = None
 
     def run(self) -> dict[str, Any]:
         results: dict[str, Any] = {"meta": self._meta(), "targets": {}}
-        results["meta"]["foreign_cpu_cores_before"] = wait_until_quiet(self.s.wait_quiet)
         if "import" in self.s.parts:
-            results["import"] = measure_import(self.s.python)
+            results["import"] = self.package.import_time()
         self.upstream_port = self._start_upstream()
         for name in self.s.targets:
             print(f"== {name}", file=sys.stderr, flush=True)
+            quiet = wait_until_quiet(self.s.wait_quiet)
             before = cpu_sample()
             try:
                 results["targets"][name] = self._bench_target(name)
@@ -127,7 +88,7 @@ class Bench:
                 print(f"   {name} skipped: {exc}", file=sys.stderr, flush=True)
                 results["targets"][name] = {"error": str(exc)}
             foreign = foreign_cores(before, cpu_sample())
-            results["targets"][name]["foreign_cpu_cores"] = foreign
+            results["targets"][name] |= {"foreign_cpu_cores_before": quiet, "foreign_cpu_cores": foreign}
             if foreign > QUIET_CORES:
                 print(f"   warning: other processes kept {foreign} cores busy meanwhile", file=sys.stderr)
         results["overhead"], results["checks"] = report.evaluate(results)
@@ -164,46 +125,48 @@ class Bench:
         if status != 200:
             raise RuntimeError(f"the fake upstream refused the stream profile: {answer[:200]!r}")
 
-    def _start_server(self, name: str) -> tuple[int, Child]:
+    def _start_server(self, name: str) -> tuple[int, Child, float]:
         port = free_port()
         upstream = f"http://127.0.0.1:{self.upstream_port}/v1"
         if name == "passthrough":
             command = [self.s.python, str(BENCH_DIR / "passthrough_proxy.py"), "--upstream", upstream]
             command += ["--port", str(port)]
         else:
+            self.workdir.mkdir(parents=True, exist_ok=True)
             config = self.workdir / "gateway.yaml"
             config.write_text(render_config(self.s.config_template, self.upstream_port))
             command = [self.s.python, "-m", "sluicegate", "serve", "--config", str(config)]
             command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
             if self.s.server:
                 command += ["--server", self.s.server]
-        child = self.processes.start(name, pinned(command, self.s.server_core), env=child_env())
+        child = self.processes.start(name, pinned(command, self.s.server_core), env=self.package.env())
         took = wait_http_ready(child, port, "/health/readiness", self.s.startup_timeout)
         print(f"   ready in {took:.2f}s on port {port} (pid {child.pid})", file=sys.stderr, flush=True)
-        return port, child
+        return port, child, took
 
     # --- one target -------------------------------------------------------------------------
 
     def _bench_target(self, name: str) -> dict[str, Any]:
         if name == "direct":
             return self._measure(self.upstream_port, None)
-        port, child = self._start_server(name)
+        port, child, took = self._start_server(name)
         try:
-            return self._measure(port, child)
+            return {"startup_s": round(took, 2), **self._measure(port, child)}
         finally:
             self.processes.stop(child)
 
     def _measure(self, port: int, child: Child | None) -> dict[str, Any]:
+        self.server = child
         result: dict[str, Any] = {"port": port}
         if child is not None:
             time.sleep(0.5)
             result["memory"] = {"idle": memory_mb(child.pid)}
         self._set_stream_profile(*FAST_STREAM)
-        sanity_check(port, self.s.model)
+        sanity_check(port, self.s.model, self.s.api_key)
         if "throughput" in self.s.parts:
             result["throughput"] = self._throughput(port)
         if "ttfb" in self.s.parts:
-            result["ttfb"] = self._stream_client("ttfb", port, {"samples": self.s.ttfb_samples}, 120.0)
+            result["ttfb"] = self._ttfb(port)
         if "sse" in self.s.parts:
             result["sse"] = self._sse(port)
         if child is not None:
@@ -212,16 +175,31 @@ class Bench:
                 result["soak"] = self._soak(port, child, result.get("throughput", []))
         return result
 
+    def _server_cpu(self) -> float | None:
+        return None if self.server is None else tree_cpu_seconds(self.server.pid)
+
+    @staticmethod
+    def _per(used: float | None, before: float | None, count: object, scale: float) -> float | None:
+        """Server CPU per unit of work (scale 1e6: microseconds, 1e3: milliseconds)."""
+        if used is None or before is None or not isinstance(count, int) or count <= 0:
+            return None
+        return round((used - before) * scale / count, 1)
+
     def _wrk(self, port: int, connections: int, seconds: float) -> dict[str, Any]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        script = write_wrk_script(self.workdir / "post.lua", self.s.model, self.s.api_key)
+        cpu_before = self._server_cpu()
         outcome = run_wrk(
             self.processes,
             port=port,
-            script=self.wrk_script,
+            script=script,
             connections=connections,
             seconds=seconds,
             core=self.s.load_core,
         )
-        return asdict(outcome)
+        point = asdict(outcome)
+        point["server_cpu_us_per_request"] = self._per(self._server_cpu(), cpu_before, outcome.requests, 1e6)
+        return point
 
     def _throughput(self, port: int) -> list[dict[str, Any]]:
         if self.s.warmup > 0:
@@ -252,14 +230,36 @@ class Bench:
         print(f"   {mode}: {json.dumps(outcome)}", file=sys.stderr, flush=True)
         return outcome
 
+    def _ttfb(self, port: int) -> dict[str, Any]:
+        cpu_before = self._server_cpu()
+        outcome = self._stream_client("ttfb", port, {"samples": self.s.ttfb_samples}, 120.0)
+        outcome["server_cpu_us_per_stream"] = self._per(self._server_cpu(), cpu_before, outcome.get("requests"), 1e6)
+        return outcome
+
     def _sse(self, port: int) -> dict[str, Any]:
+        """Several rounds (the burst is noisy): the median round by p99 max-gap, and every round's summary."""
         self._set_stream_profile(self.s.sse_chunks, self.s.sse_pace_ms)
         try:
-            options = {"streams": self.s.sse_streams, "ramp": self.s.sse_ramp, "min_events": self.s.sse_chunks}
-            stream_seconds = self.s.sse_chunks * self.s.sse_pace_ms / 1000.0
-            return self._stream_client("sse", port, options, timeout=60.0 + 4 * stream_seconds)
+            rounds = [self._sse_round(port) for _ in range(self.s.sse_rounds)]
         finally:
             self._set_stream_profile(*FAST_STREAM)
+        ranked = sorted(rounds, key=lambda outcome: report.dig(outcome, "max_gap_ms", "p99") or float("inf"))
+        median = dict(ranked[(len(ranked) - 1) // 2])
+        median["completed"] = min(outcome["completed"] for outcome in rounds)
+        median["rounds"] = [
+            {"completed": outcome["completed"], "max_gap_p99_ms": report.dig(outcome, "max_gap_ms", "p99")}
+            for outcome in rounds
+        ]
+        return median
+
+    def _sse_round(self, port: int) -> dict[str, Any]:
+        options = {"streams": self.s.sse_streams, "ramp": self.s.sse_ramp, "min_events": self.s.sse_chunks}
+        stream_seconds = self.s.sse_chunks * self.s.sse_pace_ms / 1000.0
+        cpu_before = self._server_cpu()
+        outcome = self._stream_client("sse", port, options, timeout=60.0 + 4 * stream_seconds)
+        outcome["server_cpu_ms_per_stream"] = self._per(self._server_cpu(), cpu_before, outcome.get("streams"), 1e3)
+        time.sleep(0.5)  # let closed connections settle before the next burst
+        return outcome
 
     def _soak(self, port: int, child: Child, throughput: list[dict[str, Any]]) -> dict[str, Any]:
         connections = 64
@@ -277,7 +277,7 @@ class Bench:
             sample = {"requests": done, **memory_mb(child.pid)}
             samples.append(sample)
             print(f"   soak {done:>9} requests, rss {sample['rss_mb']} MB", file=sys.stderr, flush=True)
-            while checkpoints and done >= checkpoints[0] * 0.995:
+            while checkpoints and done >= checkpoints[0] * report.CHECKPOINT_SLACK:
                 checkpoints.pop(0)
         return report.soak_summary(samples, self.s.soak_checkpoints, errors, timed_out=bool(checkpoints))
 
@@ -291,91 +291,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def render_config(template: str, upstream_port: int) -> str:
-    # Plain replacement, not str.format: YAML flow mappings are full of braces.
-    return template.replace("{upstream}", f"http://127.0.0.1:{upstream_port}/v1").replace(
-        "{upstream_port}", str(upstream_port)
-    )
-
-
-def child_env() -> dict[str, str]:
-    """The working tree's package first, so the bench measures src/ even when an older copy is installed."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
-    return env
-
-
-def sanity_check(port: int, model: str) -> None:
-    status, body = http_request(port, "POST", CHAT_PATH, chat_body(model))
+def sanity_check(port: int, model: str, api_key: str | None) -> None:
+    """One plain and one streamed request must succeed, or the target's numbers would measure errors."""
+    status, body = http_request(port, "POST", CHAT_PATH, chat_body(model), api_key)
     if status != 200 or b'"choices"' not in body:
         raise TargetError(f"POST {CHAT_PATH} answered {status}: {body[:300]!r}")
-    status, body = http_request(port, "POST", CHAT_PATH, chat_body(model, stream=True))
+    status, body = http_request(port, "POST", CHAT_PATH, chat_body(model, stream=True), api_key)
     if status != 200 or b"data: [DONE]" not in body:
         raise TargetError(f"streaming POST {CHAT_PATH} answered {status}: {body[:300]!r}")
-
-
-def measure_import(python: str, repeats: int = 5) -> dict[str, Any]:
-    """Best of `repeats`: the import alone (timed inside the interpreter), and the whole `python -c` process."""
-    code = "import time; t = time.perf_counter(); import sluicegate; print(time.perf_counter() - t)"
-    inner, whole = [], []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        done = subprocess.run(
-            [python, "-c", code], capture_output=True, text=True, env=child_env(), timeout=60, check=False
-        )
-        whole.append(time.perf_counter() - began)
-        if done.returncode != 0:
-            return {"error": done.stderr.strip()[-500:]}
-        inner.append(float(done.stdout.strip()))
-    bare = min(_timed_run([python, "-c", "pass"]) for _ in range(repeats))
-    return {
-        "import_ms": round(min(inner) * 1000, 1),
-        "process_ms": round(min(whole) * 1000, 1),
-        "bare_interpreter_ms": round(bare * 1000, 1),
-        "slowest_modules": slowest_imports(python),
-    }
-
-
-def _timed_run(command: list[str]) -> float:
-    began = time.perf_counter()
-    subprocess.run(command, capture_output=True, timeout=60, check=False)
-    return time.perf_counter() - began
-
-
-def slowest_imports(python: str, count: int = 8) -> list[dict[str, Any]]:
-    """The modules with the largest self time in `python -X importtime -c 'import sluicegate'`."""
-    done = subprocess.run(
-        [python, "-X", "importtime", "-c", "import sluicegate"],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-    )
-    rows: list[dict[str, Any]] = []
-    for line in done.stderr.splitlines():
-        parts = line.removeprefix("import time:").split("|")
-        if len(parts) == 3 and parts[0].strip().isdigit():
-            rows.append(
-                {"module": parts[2].strip(), "self_ms": int(parts[0]) / 1000, "cumulative_ms": int(parts[1]) / 1000}
-            )
-    return sorted(rows, key=lambda row: row["self_ms"], reverse=True)[:count]
-
-
-def gateway_available(python: str) -> str | None:
-    """None when `python -m sluicegate serve --help` works, else why not."""
-    try:
-        done = subprocess.run(
-            [python, "-m", "sluicegate", "serve", "--help"],
-            check=False,
-            capture_output=True,
-            text=True,
-            env=child_env(),
-            timeout=30,
-        )
-    except subprocess.TimeoutExpired:
-        return "`sluicegate serve --help` did not finish within 30s"
-    return None if done.returncode == 0 else (done.stderr.strip() or done.stdout.strip())[-500:]
 
 
 # --- process-wide setup ------------------------------------------------------------------------
@@ -411,12 +334,15 @@ def raise_open_files_limit(notes: list[str]) -> None:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind like Ctrl-C, so every `finally` (and so every child's stop) runs."""
+    """SIGINT/SIGTERM/SIGHUP unwind as KeyboardInterrupt, so every `finally` (and every child's stop) runs.
+
+    SIGINT too: a shell starts background jobs with SIGINT ignored, and Python then installs no handler.
+    """
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -424,103 +350,20 @@ def terminate_as_interrupt() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-# --- command line ------------------------------------------------------------------------------
-
-
-def _csv(kind: type, allowed: tuple[str, ...] | None = None):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> list[Any]:
-        values = [kind(item.strip()) for item in text.split(",") if item.strip()]
-        if allowed is not None and (unknown := [value for value in values if value not in allowed]):
-            raise argparse.ArgumentTypeError(f"unknown {', '.join(unknown)} (expected some of {', '.join(allowed)})")
-        return values
-
-    return parse
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
-    add("--target", action="append", choices=TARGETS, help="repeatable; default all; direct always runs")
-    add("--parts", type=_csv(str, PARTS), default=list(DEFAULT_PARTS), help=f"comma list of {', '.join(PARTS)}")
-    add("--soak", action="store_true", help="add the soak part (not run by default)")
-    add("--quick", action="store_true", help="3 s per wrk point, 1 s warm-up, 1000 TTFB samples")
-    add("--duration", type=float, help="seconds per wrk point (default 10, quick 3)")
-    add("--warmup", type=float, help="seconds of wrk warm-up per target (default 2, quick 1)")
-    add("--connections", type=_csv(int), default=[1, 16, 64], help="comma list (default 1,16,64)")
-    add("--ttfb-samples", type=int, help="sequential streamed requests (default 1500, quick 1000)")
-    add("--sse-streams", type=int, default=500)
-    add("--sse-ramp", type=float, default=0.5, help="seconds over which the streams are opened")
-    add("--sse-chunks", type=int, default=50)
-    add("--sse-pace-ms", type=float, default=20.0)
-    add("--soak-requests", type=_csv(int), default=[100_000, 1_000_000], help="RSS checkpoints")
-    add("--soak-timeout", type=float, default=1800.0, help="seconds the soak may take at most")
-    add("--model", default="bench", help="the model alias the requests ask for")
-    add("--api-key", help="sent as a bearer token (for configs with a master_key)")
-    add("--config", type=Path, help="gateway config template; {upstream} = the fake's base URL (…/v1)")
-    add("--server", help="passed as `sluicegate serve --server X` (omitted by default)")
-    add("--python", default=str(VENV_PYTHON if VENV_PYTHON.exists() else sys.executable))
-    add("--server-core", type=int, default=0)
-    add("--load-core", type=int, default=1)
-    add("--no-pin", action="store_true", help="do not pin processes to cores")
-    add("--startup-timeout", type=float, default=60.0)
-    add("--wait-quiet", type=float, default=0.0, help="wait up to this many seconds for other CPU load to stop")
-    add("--output", type=Path, default=RESULTS)
-    add("--strict", action="store_true", help="exit 1 when a target misses one of its goals")
-    return parser.parse_args(argv)
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    notes: list[str] = []
-    targets = ["direct", *[name for name in TARGETS[1:] if name in (args.target or TARGETS)]]
-    parts = list(dict.fromkeys([*args.parts, *(["soak"] if args.soak else [])]))
-    if "gateway" in targets and (why := gateway_available(args.python)) is not None:
-        targets.remove("gateway")
-        notes.append(f"gateway not benched: {why}")
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
-    if not pin:
-        notes.append("processes not pinned (--no-pin, fewer than 2 CPUs, or no taskset)")
-    return Settings(
-        targets=targets,
-        parts=parts,
-        duration=args.duration or (3.0 if args.quick else 10.0),
-        warmup=args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0),
-        connections=args.connections,
-        ttfb_samples=args.ttfb_samples or (1000 if args.quick else 1500),
-        sse_streams=args.sse_streams,
-        sse_ramp=args.sse_ramp,
-        sse_chunks=args.sse_chunks,
-        sse_pace_ms=args.sse_pace_ms,
-        soak_checkpoints=sorted(args.soak_requests),
-        soak_timeout=args.soak_timeout,
-        model=args.model,
-        api_key=args.api_key,
-        config_template=args.config.read_text() if args.config else DEFAULT_CONFIG,
-        server=args.server,
-        python=args.python,
-        server_core=args.server_core if pin else None,
-        load_core=args.load_core if pin else None,
-        startup_timeout=args.startup_timeout,
-        wait_quiet=args.wait_quiet,
-        output=args.output,
-        strict=args.strict,
-        notes=notes,
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
-    settings = settings_from(parse_args(argv))
+    settings = settings_from(parse_args(argv, __doc__))
     for note in settings.notes:
         print(f"note: {note}", file=sys.stderr)
     pin_self(settings.load_core)
     raise_open_files_limit(settings.notes)
     with (
         terminate_as_interrupt(),
-        tempfile.TemporaryDirectory(prefix="sluicegate-bench-") as workdir,
+        tempfile.TemporaryDirectory(prefix="sluicegate-bench-", ignore_cleanup_errors=True) as workdir,
         Processes(Path(workdir)) as processes,
     ):
         results = Bench(settings, processes, Path(workdir)).run()
     settings.output.parent.mkdir(parents=True, exist_ok=True)
-    settings.output.write_text(json.dumps(results, indent=2) + "\n")
+    settings.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(report.markdown(results))
     print(f"\nresults written to {settings.output}", file=sys.stderr)
     return 1 if settings.strict and report.any_failed(results) else 0

@@ -196,6 +196,7 @@ async def measure_ttfb(target: Target, samples: int, warmup: int, timeout: float
     connection = await connect(target)
     ttfbs: list[float] = []
     failures: Counter[str] = Counter()
+    sent = 0
     try:
         for index in range(warmup + samples):
             if time.monotonic() > deadline or connection.transport is None or connection.transport.is_closing():
@@ -208,6 +209,7 @@ async def measure_ttfb(target: Target, samples: int, warmup: int, timeout: float
             except TimeoutError:
                 failures["timed out"] += 1
                 break
+            sent += 1
             reason = failure_reason(exchange, min_events=1)
             if reason is not None:
                 failures[reason] += 1
@@ -215,7 +217,7 @@ async def measure_ttfb(target: Target, samples: int, warmup: int, timeout: float
                 ttfbs.append(exchange.ttfb)
     finally:
         connection.close()
-    return {"samples": len(ttfbs), "failures": dict(failures), "ttfb_ms": summary_ms(ttfbs)}
+    return {"samples": len(ttfbs), "requests": sent, "failures": dict(failures), "ttfb_ms": summary_ms(ttfbs)}
 
 
 # --- sse ---------------------------------------------------------------------------------------

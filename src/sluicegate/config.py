@@ -14,11 +14,13 @@ from typing import Any
 import msgspec
 import yaml
 
-from sluicegate.cache.config import AliasCacheConfig, CacheConfig
-from sluicegate.governance.config import AliasLimitsConfig
-from sluicegate.guardrails.config import GuardrailConfig
+from sluicegate.cache.config import AliasCacheConfig, CacheConfig, IdempotencyConfig
+from sluicegate.governance.config import AliasLimitsConfig, GovernanceConfig
+from sluicegate.guardrails.config import GuardrailConfig, check_guardrails
 from sluicegate.observability.config import ObservabilityConfig
-from sluicegate.routing.config import RoutingConfig
+from sluicegate.providers.bedrock.config import AwsConfig
+from sluicegate.providers.vertex.config import VertexConfig
+from sluicegate.routing.config import PositiveInt, Price, RoutingConfig, TimeoutOverrides, Weight, check_routing
 
 
 class _Loader(yaml.SafeLoader):
@@ -56,11 +58,28 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     headers: dict[str, str] = {}
     timeout: TimeoutConfig = TimeoutConfig()
     max_connections: int = 1000
+    #: Bedrock: region, credentials, cross-region inference profile (see providers/bedrock/config.py)
+    aws: AwsConfig | None = None
+    #: Vertex AI: project, location, service-account key (see providers/vertex/config.py)
+    vertex: VertexConfig | None = None
 
 
 class DeploymentConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     provider: str
     model: str
+    # --- routing (see routing/config.py) ---
+    #: relative share of traffic under the `weighted` strategy
+    weight: Weight = 1.0
+    #: the router skips this deployment while this many requests are in flight on it
+    max_concurrent: PositiveInt | None = None
+    #: requests / tokens per minute this deployment may take before the router skips it
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+    #: overrides of the provider's timeouts for this deployment
+    timeout: TimeoutOverrides | None = None
+    #: USD per 1M tokens, for the `cost` strategy when the price table does not know this model
+    input_price: Price | None = None
+    output_price: Price | None = None
 
 
 class ModelConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -95,8 +114,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     redis_url: str | None = None
     server: ServerConfig = ServerConfig()
     cache: CacheConfig = CacheConfig()
+    #: `Idempotency-Key` replay (see cache/config.py)
+    idempotency: IdempotencyConfig = IdempotencyConfig()
     guardrails: list[GuardrailConfig] = []
     observability: ObservabilityConfig = ObservabilityConfig()
+    #: keys, limits, budgets, prices and spend (see governance/config.py)
+    governance: GovernanceConfig = GovernanceConfig()
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -233,3 +256,8 @@ def _check_references(config: Config, source: str) -> None:
                 )
     if config.server.max_request_bytes <= 0:
         raise ConfigError(f"{source}: at server.max_request_bytes: expected a positive number of bytes")
+    check_routing(config, source)
+    try:
+        check_guardrails(config.guardrails, [model.guardrails for model in config.models])
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None

@@ -61,6 +61,8 @@ class RequestRecord:
     ttft_ms: float | None = None
     #: the client went away before the answer was complete
     cancelled: bool = False
+    #: the (post-guardrail) messages or embeddings input; set only when `observability.log_prompts` is on
+    prompt: Any = None
 
 
 @dataclass(slots=True)
@@ -79,6 +81,10 @@ class RequestContext:
     response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     started: float = field(default_factory=time.perf_counter)
     record: RequestRecord | None = None
+    #: the guardrail pipeline's per-request state (verdicts, the placeholders an answer may restore)
+    guardrails: Any = None
+    #: the cache's per-request state (key, embedded prompt, idempotency claim), set by `cache.lookup`
+    cache_state: Any = None
 
     def begin(self, endpoint: str, alias: str, stream: bool) -> RequestRecord:
         self.record = RequestRecord(

@@ -18,20 +18,20 @@ from typing import Any
 
 from sluicegate.cache.service import ResponseCache
 from sluicegate.config import Config, load_config
-from sluicegate.context import AttemptRecord, RequestContext, RequestRecord
-from sluicegate.errors import GatewayError, UpstreamError
+from sluicegate.context import RequestContext, RequestRecord
+from sluicegate.errors import GatewayError
 from sluicegate.governance.admission import Admission, Ticket
 from sluicegate.governance.auth import Authenticator
 from sluicegate.guardrails.pipeline import GuardrailPipeline
 from sluicegate.observability.recorder import Recorder
-from sluicegate.providers.base import Call, ChatResult, EmbeddingsResult, Provider
+from sluicegate.providers.base import Call, ChatResult, EmbeddingsResult, Provider, RerankResult, Timeouts
 from sluicegate.providers.registry import build_provider
 from sluicegate.requests import validate_chat, validate_embeddings
-from sluicegate.routing.router import Attempt, Deployment, Router, provider_timeouts
+from sluicegate.routing.router import Attempt, Deployment, Router
 from sluicegate.streaming.chunks import StreamUsage, finish_stream
 from sluicegate.streaming.replay import completion_to_chunks
 
-__all__ = ["ChatAnswer", "EmbeddingsAnswer", "Gateway", "RequestContext", "StreamAnswer"]
+__all__ = ["ChatAnswer", "EmbeddingsAnswer", "Gateway", "RequestContext", "RerankAnswer", "StreamAnswer"]
 
 
 @dataclass(slots=True)
@@ -59,18 +59,28 @@ class EmbeddingsAnswer:
     attempts: list[Attempt]
 
 
+@dataclass(slots=True)
+class RerankAnswer:
+    result: RerankResult
+    deployment: Deployment
+    attempts: list[Attempt]
+
+
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.providers: dict[str, Provider] = {
             name: build_provider(name, provider) for name, provider in config.providers.items()
         }
-        self.router = Router(self._aliases(config), self.providers)
+        self.router = Router.from_config(config, self.providers)
         self.auth = Authenticator(config)
-        self.admission = Admission(config)
+        self.admission = Admission(config, self.auth.directory)
         self.guardrails = GuardrailPipeline(config)
-        self.cache = ResponseCache(config)
+        self.cache = ResponseCache(config, self.embeddings)
         self.recorder = Recorder(config)
+        for sink in self.admission.sinks():  # spend records to the database
+            self.recorder.add(sink)
+        self.recorder.attach(self)
         self._started = False
         #: false while draining: readiness probes fail so load balancers stop sending
         self.ready = True
@@ -78,15 +88,6 @@ class Gateway:
     @classmethod
     def from_file(cls, path: str | PathLike[str]) -> Gateway:
         return cls(load_config(path))
-
-    def _aliases(self, config: Config) -> dict[str, list[Deployment]]:
-        aliases = {}
-        for model in config.models:
-            aliases[model.name] = [
-                Deployment(self.providers[d.provider], d.model, provider_timeouts(self.providers[d.provider]))
-                for d in model.deployments
-            ]
-        return aliases
 
     @property
     def is_open(self) -> bool:
@@ -103,6 +104,7 @@ class Gateway:
     async def aclose(self) -> None:
         for part in (self.recorder, self.cache, self.admission, self.auth):
             await part.aclose()
+        await self.guardrails.aclose()
         for provider in self.providers.values():
             await provider.aclose()
         self._started = False
@@ -119,20 +121,22 @@ class Gateway:
         try:
             async with self.admission.admit(ctx, request):
                 request = await self.guardrails.check_input(request, ctx)
+                self.recorder.note_prompt(record, request)
                 cached = await self.cache.lookup(request, ctx)
                 if cached is not None:
                     record.usage = cached.usage
-                    return ChatAnswer(cached, None, [])
+                    return ChatAnswer(self.guardrails.restore_output(cached, ctx), None, [])
 
-                async def attempt(deployment: Deployment) -> ChatResult:
-                    return await deployment.provider.chat(_call(request, deployment, ctx))
+                async def attempt(deployment: Deployment, timeouts: Timeouts) -> ChatResult:
+                    return await deployment.provider.chat(_call(request, deployment, timeouts, ctx))
 
-                routed = await self.router.route(request["model"], attempt)
+                routed = await self.router.route(request, ctx, attempt)
                 _note_route(record, routed.deployment, routed.attempts)
                 result = await self.guardrails.check_output(request, routed.value, ctx)
                 record.usage = result.usage
                 await self.cache.store(request, result, ctx)
-                return ChatAnswer(result, routed.deployment, routed.attempts)
+                # placeholders are restored after the store: the cache never holds one caller's values
+                return ChatAnswer(self.guardrails.restore_output(result, ctx), routed.deployment, routed.attempts)
         except GatewayError as error:
             _note_error(record, error)
             raise
@@ -153,20 +157,25 @@ class Gateway:
             raise
         try:
             request = await self.guardrails.check_input(request, ctx)
+            self.recorder.note_prompt(record, request)
             include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
-            tally = StreamUsage()
+            tally = ticket.tally()
             cached = await self.cache.lookup(request, ctx)
             if cached is not None:
                 source: AsyncIterator[bytes] = _iterate(completion_to_chunks(cached.body))
                 deployment, attempts = None, []
             else:
-                routed = await self.router.route(request["model"], lambda d: _open_stream(request, d, ctx))
+                routed = await self.router.route_stream(
+                    request, ctx, lambda d, timeouts: d.provider.stream_chat(_call(request, d, timeouts, ctx))
+                )
                 _note_route(record, routed.deployment, routed.attempts)
                 first, rest = routed.value
                 record.ttft_ms = (time.perf_counter() - ctx.started) * 1000
                 source = _prepend(first, rest)
                 deployment, attempts = routed.deployment, routed.attempts
             chunks = finish_stream(source, include_usage, tally)
+            # the cache keeps the stream as it was before guardrails restore a caller's placeholders
+            chunks = self.cache.capture(request, chunks, tally, ctx)
             chunks = self.guardrails.check_stream(request, chunks, ctx)
         except BaseException as error:
             if isinstance(error, GatewayError):
@@ -190,6 +199,8 @@ class Gateway:
         try:
             async for chunk in chunks:
                 yield chunk
+            if ctx.cache_state is not None:
+                await self.cache.stream_ended(ctx)
             completed = True
         except GatewayError as exc:
             _note_error(record, exc)
@@ -211,16 +222,39 @@ class Gateway:
         await self.auth.authenticate(ctx)
         validate_embeddings(request)
         record = ctx.begin("embeddings", request["model"], stream=False)
+        self.recorder.note_prompt(record, request)
         try:
             async with self.admission.admit(ctx, request):
 
-                async def attempt(deployment: Deployment) -> EmbeddingsResult:
-                    return await deployment.provider.embeddings(_call(request, deployment, ctx))
+                async def attempt(deployment: Deployment, timeouts: Timeouts) -> EmbeddingsResult:
+                    return await deployment.provider.embeddings(_call(request, deployment, timeouts, ctx))
 
-                routed = await self.router.route(request["model"], attempt)
+                routed = await self.router.route(request, ctx, attempt)
                 _note_route(record, routed.deployment, routed.attempts)
                 record.usage = routed.value.usage
                 return EmbeddingsAnswer(routed.value, routed.deployment, routed.attempts)
+        except GatewayError as error:
+            _note_error(record, error)
+            raise
+        finally:
+            self._finish(record, ctx)
+
+    # --- rerank ----------------------------------------------------------------------------------
+
+    async def rerank(self, request: dict[str, Any], ctx: RequestContext) -> RerankAnswer:
+        """`request` was validated at the edge (server/routes/rerank.py): model, query, documents."""
+        await self.auth.authenticate(ctx)
+        record = ctx.begin("rerank", request["model"], stream=False)
+        try:
+            async with self.admission.admit(ctx, request):
+
+                async def attempt(deployment: Deployment, timeouts: Timeouts) -> RerankResult:
+                    return await deployment.provider.rerank(_call(request, deployment, timeouts, ctx))
+
+                routed = await self.router.route(request, ctx, attempt)
+                _note_route(record, routed.deployment, routed.attempts)
+                record.usage = routed.value.usage
+                return RerankAnswer(routed.value, routed.deployment, routed.attempts)
         except GatewayError as error:
             _note_error(record, error)
             raise
@@ -238,32 +272,19 @@ class Gateway:
 
     def _finish(self, record: RequestRecord, ctx: RequestContext) -> None:
         record.latency_ms = (time.perf_counter() - ctx.started) * 1000
+        if ctx.cache_state is not None:
+            self.cache.settle(ctx)
         self.recorder.emit(record)
 
 
-def _call(request: dict[str, Any], deployment: Deployment, ctx: RequestContext) -> Call:
-    return Call(request, deployment.model, deployment.timeouts, ctx.forward_headers)
-
-
-async def _open_stream(
-    request: dict[str, Any], deployment: Deployment, ctx: RequestContext
-) -> tuple[bytes, AsyncIterator[bytes]]:
-    chunks = deployment.provider.stream_chat(_call(request, deployment, ctx))
-    try:
-        first = await anext(chunks)
-    except StopAsyncIteration:
-        raise UpstreamError("the provider's stream was empty", code="upstream_empty_stream") from None
-    except BaseException:
-        await _close(chunks)
-        raise
-    return first, chunks
+def _call(request: dict[str, Any], deployment: Deployment, timeouts: Timeouts, ctx: RequestContext) -> Call:
+    return Call(request, deployment.model, timeouts, ctx.forward_headers)
 
 
 def _note_route(record: RequestRecord, deployment: Deployment, attempts: list[Attempt]) -> None:
     record.deployment = deployment.label
     record.provider = deployment.provider.name
-    record.attempts = [AttemptRecord(a.deployment, a.status, a.error) for a in attempts]
-    record.attempts.append(AttemptRecord(deployment.label, 200))
+    # record.attempts (every attempt, with its status, error and latency) is filled by the router
 
 
 def _note_error(record: RequestRecord, error: GatewayError) -> None:

@@ -33,6 +33,8 @@ class Fault:
     pace: float | None = None
     #: streams only: send the provider's in-stream error event after this many events (errors hidden in a 200)
     error_event_after: int | None = None
+    #: with `status`: the error message in the provider's error body (default "injected <status>")
+    message: str | None = None
 
 
 @dataclass
@@ -116,7 +118,9 @@ class FakeProvider:
                 if fault.retry_after is not None:
                     headers["Retry-After"] = f"{fault.retry_after:g}"
                 return web.json_response(
-                    self.error_response(fault.status, f"injected {fault.status}"), status=fault.status, headers=headers
+                    self.error_response(fault.status, fault.message or f"injected {fault.status}"),
+                    status=fault.status,
+                    headers=headers,
                 )
             if fault.malformed:
                 return web.Response(body=b'{"id": "oops", "choices": [', content_type="application/json")

@@ -152,6 +152,18 @@ class EmbeddingsResult:
         return result
 
 
+@dataclass(slots=True)
+class RerankResult:
+    """`body` is a rerank answer: `{"id", "model", "results": [{"index", "relevance_score"}], "usage"}`."""
+
+    body: bytes
+    usage: Usage
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = msgspec.json.decode(self.body)
+        return result
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
     """A named host from `catalog.toml`: which adapter speaks its format, and its defaults and quirks."""
@@ -192,6 +204,11 @@ class Provider(ABC):
     async def embeddings(self, call: Call) -> EmbeddingsResult:
         raise InvalidRequestError(
             f"provider '{self.name}' ({self.type_name}) does not offer embeddings", code="unsupported_capability"
+        )
+
+    async def rerank(self, call: Call) -> RerankResult:
+        raise InvalidRequestError(
+            f"provider '{self.name}' ({self.type_name}) does not offer rerank", code="unsupported_capability"
         )
 
     async def aclose(self) -> None:

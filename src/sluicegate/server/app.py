@@ -32,6 +32,11 @@ class App:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self._routes = collect_routes(gateway)
+        #: routes written `/prefix/*` match any deeper path (the handler reads the rest, e.g. an id); longest first
+        self._prefixes = sorted(
+            ((path[:-1], methods) for path, methods in self._routes.items() if path.endswith("/*")),
+            key=lambda entry: -len(entry[0]),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -63,6 +68,8 @@ class App:
 
     def _handler(self, path: str, method: str) -> Handler:
         methods = self._routes.get(path.rstrip("/") or "/")
+        if methods is None:
+            methods = next((m for prefix, m in self._prefixes if path.startswith(prefix)), None)
         if methods is None:
             raise NotFoundError(f"No route for {method} {path}", code="route_not_found")
         handler = methods.get(method)

@@ -266,7 +266,24 @@ def _generation_config(request: dict[str, Any]) -> dict[str, Any]:
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     config.update(_response_format(request.get("response_format")))
+    thinking = thinking_config(request.get("reasoning_effort"))
+    if thinking is not None:
+        config["thinkingConfig"] = thinking
     return config
+
+
+#: thinking budget per OpenAI `reasoning_effort`: the Anthropic converter's levels, so an alias that fails over
+#: between the two thinks about as much on either; `minimal` is 512, the lowest every Gemini 2.5 model accepts
+THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 4096, "high": 16384}
+
+
+def thinking_config(effort: str | None) -> dict[str, Any] | None:
+    """Gemini's `thinkingConfig` for `reasoning_effort`; None leaves the model's default (dynamic thinking)."""
+    budget = THINKING_BUDGETS.get(effort or "")
+    if budget is None:
+        return None
+    # Thought summaries come back as `thought` parts, which the answer maps to `reasoning_content`.
+    return {"thinkingBudget": budget, "includeThoughts": budget > 0}
 
 
 def _response_format(response_format: Any) -> dict[str, Any]:

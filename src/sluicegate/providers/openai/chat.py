@@ -12,14 +12,16 @@ import msgspec
 from sluicegate.errors import UpstreamError
 from sluicegate.providers.base import Usage, usage_from_openai_json
 
-#: fields that only steer the gateway and must never reach a provider
-GATEWAY_FIELDS = frozenset({"fallbacks", "metadata_sluicegate"})
+#: fields that only steer the gateway and must never reach a provider (routing: fallbacks, num_retries, timeout)
+GATEWAY_FIELDS = frozenset({"fallbacks", "num_retries", "timeout", "metadata_sluicegate"})
 
 
 def chat_request(request: dict[str, Any], model: str, drop: tuple[str, ...] = (), *, stream: bool = False) -> bytes:
     """The upstream body: the client's request with the deployment's model name, unknown fields kept."""
     body = {**request, "model": model}
     for name in drop:
+        body.pop(name, None)
+    for name in GATEWAY_FIELDS:
         body.pop(name, None)
     if stream:
         # The gateway always needs usage for accounting; whether the client sees it is decided later.

@@ -1,0 +1,3 @@
+from sluicegate.providers.bedrock.adapter import BedrockProvider
+
+__all__ = ["BedrockProvider"]

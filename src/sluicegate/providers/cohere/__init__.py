@@ -1,0 +1,3 @@
+from sluicegate.providers.cohere.adapter import CohereProvider
+
+__all__ = ["CohereProvider"]

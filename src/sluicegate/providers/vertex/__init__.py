@@ -1,0 +1,3 @@
+from sluicegate.providers.vertex.adapter import VertexProvider
+
+__all__ = ["VertexProvider"]
