@@ -20,8 +20,9 @@ $(VENV)/.installed-runtime: $(BIN)/python requirements/runtime.lock pyproject.to
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-test: $(BIN)/python requirements/test.lock pyproject.toml
+$(VENV)/.installed-test: $(BIN)/python requirements/test.lock requirements/nodeps.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/test.lock
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes -r requirements/nodeps.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.installed-runtime
 
