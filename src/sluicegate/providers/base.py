@@ -11,6 +11,7 @@ from that one shape instead of N x M converters between dialects.
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -93,6 +94,11 @@ def usage_from_openai_json(body: bytes) -> Usage | None:
     return usage
 
 
+def new_completion_id() -> str:
+    """An id for an answer the provider gave none OpenAI-shaped (Gemini, Bedrock, Vertex)."""
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
 def decode_upstream_object(body: bytes, what: str = "response") -> dict[str, Any]:
     """A provider's JSON object; anything else (garbage, a list, a bare string) fails the attempt."""
     try:
@@ -129,8 +135,8 @@ class Call:
 
 
 @dataclass(slots=True)
-class ChatResult:
-    """A complete chat answer: `body` is an OpenAI `chat.completion` JSON document."""
+class ProviderResult:
+    """A complete answer in the OpenAI wire format (`body`), with the usage it was charged."""
 
     body: bytes
     usage: Usage
@@ -140,28 +146,22 @@ class ChatResult:
         return result
 
 
-@dataclass(slots=True)
-class EmbeddingsResult:
+class ChatResult(ProviderResult):
+    """`body` is an OpenAI `chat.completion` JSON document."""
+
+    __slots__ = ()
+
+
+class EmbeddingsResult(ProviderResult):
     """`body` is an OpenAI embeddings `list` JSON document."""
 
-    body: bytes
-    usage: Usage
-
-    def as_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = msgspec.json.decode(self.body)
-        return result
+    __slots__ = ()
 
 
-@dataclass(slots=True)
-class RerankResult:
+class RerankResult(ProviderResult):
     """`body` is a rerank answer: `{"id", "model", "results": [{"index", "relevance_score"}], "usage"}`."""
 
-    body: bytes
-    usage: Usage
-
-    def as_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = msgspec.json.decode(self.body)
-        return result
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

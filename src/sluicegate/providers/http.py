@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import msgspec
+from yarl import URL
 
 from sluicegate.errors import (
     GatewayError,
@@ -75,58 +77,72 @@ class HttpClient:
             self._timeouts[key] = timeout
         return timeout
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> HttpResponse:
-        """POST and read the whole answer; a non-2xx answer raises the mapped GatewayError."""
+    @asynccontextmanager
+    async def _response(
+        self, url: str | URL, body: bytes, headers: Mapping[str, str], timeouts: Timeouts, streaming: bool
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST and hand over a 2xx response. A non-2xx answer, and any transport failure while the caller
+        reads (connect, timeout, a body cut off), become the mapped GatewayError."""
         session = self._get_session()
         try:
             async with session.post(
-                url, data=body, headers=headers, timeout=self._client_timeout(timeouts, False)
+                url, data=body, headers=headers, timeout=self._client_timeout(timeouts, streaming)
             ) as response:
-                payload = await response.read()
                 if response.status >= 400:
+                    payload = await response.content.read(_MAX_ERROR_BODY)
                     raise upstream_error(response.status, response.headers, payload)
-                return HttpResponse(response.status, response.headers, payload)
-        except GatewayError:
+                yield response
+        except (GatewayError, GeneratorExit):
             raise
         except BaseException as exc:
-            raise _transport_error(exc) from exc
+            mapped = _transport_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    async def post(self, url: str | URL, body: bytes, headers: Mapping[str, str], timeouts: Timeouts) -> HttpResponse:
+        """POST and read the whole answer. Pass a `yarl.URL(..., encoded=True)` to send a URL byte for byte."""
+        async with self._response(url, body, headers, timeouts, streaming=False) as response:
+            return HttpResponse(response.status, response.headers, await response.read())
 
     async def stream(
-        self, url: str, body: bytes, headers: Mapping[str, str], timeouts: Timeouts
+        self, url: str | URL, body: bytes, headers: Mapping[str, str], timeouts: Timeouts
     ) -> AsyncGenerator[SSEEvent, None]:
         """POST and yield server-sent events as they arrive.
 
         Errors before the first event (bad status, connect failure, no first byte in time) are raised from
         the first `__anext__`. `timeouts.total` bounds the whole stream.
         """
-        session = self._get_session()
         deadline = time.monotonic() + timeouts.total
-        try:
-            async with session.post(
-                url, data=body, headers=headers, timeout=self._client_timeout(timeouts, True)
-            ) as response:
-                if response.status >= 400:
-                    payload = await response.content.read(_MAX_ERROR_BODY)
-                    raise upstream_error(response.status, response.headers, payload)
-                parser = SSEParser()
-                async for chunk in response.content.iter_any():
-                    for event in parser.feed(chunk):
-                        yield event
-                    if time.monotonic() > deadline:
-                        raise UpstreamTimeoutError(f"stream exceeded the total timeout of {timeouts.total:g}s")
-                for event in parser.flush():
+        async with self._response(url, body, headers, timeouts, streaming=True) as response:
+            parser = SSEParser()
+            async for chunk in response.content.iter_any():
+                for event in parser.feed(chunk):
                     yield event
-        except GatewayError:
-            raise
-        except GeneratorExit:
-            raise
-        except BaseException as exc:
-            raise _transport_error(exc) from exc
+                if time.monotonic() > deadline:
+                    raise _stream_too_long(timeouts)
+            for event in parser.flush():
+                yield event
+
+    async def stream_bytes(
+        self, url: str | URL, body: bytes, headers: Mapping[str, str], timeouts: Timeouts
+    ) -> AsyncGenerator[bytes, None]:
+        """POST and yield the raw body as it arrives, for providers whose streams are not SSE."""
+        deadline = time.monotonic() + timeouts.total
+        async with self._response(url, body, headers, timeouts, streaming=True) as response:
+            async for chunk in response.content.iter_any():
+                yield chunk
+                if time.monotonic() > deadline:
+                    raise _stream_too_long(timeouts)
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+
+def _stream_too_long(timeouts: Timeouts) -> UpstreamTimeoutError:
+    return UpstreamTimeoutError(f"stream exceeded the total timeout of {timeouts.total:g}s")
 
 
 def _transport_error(exc: BaseException) -> BaseException:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import msgspec
 
 from sluicegate.errors import ConfigurationError, UpstreamError
-from sluicegate.providers.base import Call, ChatResult, EmbeddingsResult, Provider, decode_upstream_object
+from sluicegate.providers.base import (
+    Call,
+    ChatResult,
+    EmbeddingsResult,
+    Provider,
+    decode_upstream_object,
+    new_completion_id,
+)
 from sluicegate.providers.gemini import chat, embeddings
 from sluicegate.providers.gemini.stream import StreamTranslator
 
@@ -38,13 +44,13 @@ class GeminiProvider(Provider):
             self._url(call.model, "generateContent"), body, self._headers_for(call), call.timeouts
         )
         data = decode_upstream_object(response.body)
-        completion = chat.chat_response(data, call.model, completion_id=_completion_id(), created=int(time.time()))
+        completion = chat.chat_response(data, call.model, completion_id=new_completion_id(), created=int(time.time()))
         return ChatResult(msgspec.json.encode(completion), chat.usage(data))
 
     async def stream_chat(self, call: Call) -> AsyncIterator[bytes]:
         body = msgspec.json.encode(chat.chat_request(call.request))
         url = self._url(call.model, "streamGenerateContent") + "?alt=sse"
-        translator = StreamTranslator(call.model, completion_id=_completion_id(), created=int(time.time()))
+        translator = StreamTranslator(call.model, completion_id=new_completion_id(), created=int(time.time()))
         async for event in self.http.stream(url, body, self._headers_for(call), call.timeouts):
             for chunk in translator.feed(decode_upstream_object(event.data)):
                 yield msgspec.json.encode(chunk)
@@ -67,7 +73,3 @@ class GeminiProvider(Provider):
             encoding_format=call.request.get("encoding_format") or "float",
         )
         return EmbeddingsResult(msgspec.json.encode(answer), embeddings.estimated_usage(texts))
-
-
-def _completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, ClassVar
@@ -20,7 +19,7 @@ import msgspec
 from sluicegate.errors import ConfigurationError, UpstreamError
 from sluicegate.providers.anthropic import chat as anthropic_chat
 from sluicegate.providers.anthropic.stream import StreamTranslator as AnthropicTranslator
-from sluicegate.providers.base import Call, ChatResult, EmbeddingsResult, Provider, Usage
+from sluicegate.providers.base import Call, ChatResult, EmbeddingsResult, Provider, Usage, new_completion_id
 from sluicegate.providers.gemini import chat as gemini_chat
 from sluicegate.providers.gemini import embeddings as gemini_embeddings
 from sluicegate.providers.gemini.stream import StreamTranslator as GeminiTranslator
@@ -87,7 +86,7 @@ class VertexProvider(Provider):
         )
         data = _decode(response.body)
         completion = gemini_chat.chat_response(
-            data, call.model, completion_id=_completion_id(), created=int(time.time())
+            data, call.model, completion_id=new_completion_id(), created=int(time.time())
         )
         return ChatResult(msgspec.json.encode(completion), gemini_chat.usage(data))
 
@@ -113,7 +112,7 @@ class VertexProvider(Provider):
 
     async def _gemini_stream(self, call: Call) -> AsyncGenerator[bytes, None]:
         body = msgspec.json.encode(gemini_chat.chat_request(call.request))
-        translator = GeminiTranslator(call.model, completion_id=_completion_id(), created=int(time.time()))
+        translator = GeminiTranslator(call.model, completion_id=new_completion_id(), created=int(time.time()))
         events = await self._events(self._url(call.model, "streamGenerateContent") + "?alt=sse", body, call)
         async with aclosing(events):
             async for event in events:
@@ -180,10 +179,6 @@ def embeddings_response(answer: dict[str, Any], model: str, texts: list[str], en
     )
     converted["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
     return converted
-
-
-def _completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
 
 
 def _decode(body: bytes) -> dict[str, Any]:
