@@ -58,3 +58,25 @@ def test_drop_params_and_no_auth_on_the_wire(gateway_factory: Any, fake_openai: 
     assert sent.headers["authorization"] == "Bearer csk"
     gw.openai().chat.completions.create(model="local", messages=messages)
     assert "authorization" not in fake_openai.requests[-1].headers
+
+
+def test_mistral_native_names_and_extras(gateway_factory: Any, fake_openai: Any) -> None:
+    gw = gateway_factory(
+        {
+            "providers": {"m": {"type": "mistral", "api_key": "mk", "base_url": fake_openai.base_url + "/v1"}},
+            "models": [{"name": "small", "deployments": [{"provider": "m", "model": "mistral-small-latest"}]}],
+        }
+    )
+    gw.openai().chat.completions.create(
+        model="small",
+        messages=[{"role": "user", "content": "hi"}],
+        seed=42,
+        user="u-7",
+        parallel_tool_calls=False,
+        tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}],
+        extra_body={"safe_prompt": True},
+    )
+    sent = fake_openai.requests[-1].body
+    assert sent["random_seed"] == 42 and "seed" not in sent
+    assert "user" not in sent
+    assert sent["safe_prompt"] is True and sent["parallel_tool_calls"] is False

@@ -174,6 +174,8 @@ class CatalogEntry:
     key_env: str | None = None
     #: request fields the host rejects; removed before sending
     drop_params: tuple[str, ...] = ()
+    #: request fields the host names differently: (ours, theirs)
+    rename_params: tuple[tuple[str, str], ...] = ()
     no_auth: bool = False
 
 

@@ -49,6 +49,7 @@ def catalog() -> dict[str, CatalogEntry]:
             base_url=entry.get("base_url"),
             key_env=entry.get("key_env"),
             drop_params=tuple(entry.get("drop_params", ())),
+            rename_params=tuple(entry.get("rename_params", {}).items()),
             no_auth=bool(entry.get("no_auth", False)),
         )
         for name, entry in data.items()

@@ -33,14 +33,16 @@ class OpenAIProvider(Provider):
         return {**self._headers, **call.forward_headers} if call.forward_headers else self._headers
 
     async def chat(self, call: Call) -> ChatResult:
-        body = chat.chat_request(call.request, call.model, self.entry.drop_params)
+        body = chat.chat_request(call.request, call.model, self.entry.drop_params, rename=self.entry.rename_params)
         response = await self.http.post(
             self._url("chat/completions", call.model), body, self._headers_for(call), call.timeouts
         )
         return ChatResult(response.body, chat.completion_usage(response.body))
 
     async def stream_chat(self, call: Call) -> AsyncIterator[bytes]:
-        body = chat.chat_request(call.request, call.model, self.entry.drop_params, stream=True)
+        body = chat.chat_request(
+            call.request, call.model, self.entry.drop_params, stream=True, rename=self.entry.rename_params
+        )
         events = self.http.stream(
             self._url("chat/completions", call.model), body, self._headers_for(call), call.timeouts
         )

@@ -16,11 +16,22 @@ from sluicegate.providers.base import Usage, usage_from_openai_json
 GATEWAY_FIELDS = frozenset({"fallbacks", "num_retries", "timeout", "metadata_sluicegate"})
 
 
-def chat_request(request: dict[str, Any], model: str, drop: tuple[str, ...] = (), *, stream: bool = False) -> bytes:
-    """The upstream body: the client's request with the deployment's model name, unknown fields kept."""
+def chat_request(
+    request: dict[str, Any],
+    model: str,
+    drop: tuple[str, ...] = (),
+    *,
+    stream: bool = False,
+    rename: tuple[tuple[str, str], ...] = (),
+) -> bytes:
+    """The upstream body: the client's request with the deployment's model name, unknown fields kept,
+    and the host's quirks applied (fields it rejects dropped, fields it names differently renamed)."""
     body = {**request, "model": model}
     for name in drop:
         body.pop(name, None)
+    for ours, theirs in rename:
+        if ours in body:
+            body[theirs] = body.pop(ours)
     for name in GATEWAY_FIELDS:
         body.pop(name, None)
     if stream:
