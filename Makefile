@@ -41,7 +41,7 @@ bench: $(VENV)/.installed-runtime
 # Re-pin every dependency with hashes (needs the package index).
 lock: $(BIN)/python
 	$(BIN)/python -m pip install --quiet pip-tools
-	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras -o requirements/runtime.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --extra postgres --extra redis --extra tokenizer -o requirements/runtime.lock pyproject.toml
 	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --extra test -o requirements/test.lock pyproject.toml
 	$(BIN)/pip-compile --quiet --allow-unsafe --generate-hashes -o requirements/build.lock requirements/build.in
 

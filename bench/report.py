@@ -239,6 +239,11 @@ def _import_lines(imported: Results | None) -> list[str]:
     ]
 
 
+def _revision(meta: Results) -> str:
+    head, dirty = dig(meta, "git", "head"), dig(meta, "git", "dirty")
+    return "" if head is None else f", src at {head}" + (" + uncommitted changes" if dirty else "")
+
+
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else text
@@ -273,7 +278,7 @@ def markdown(results: Results) -> str:
     lines = [
         f"## Sluicegate bench, {meta['date']}",
         f"server core {meta['server_core']}, load core {meta['load_core']}, {meta['cpus']} CPUs, "
-        f"Python {meta['python']}" + (f", server {meta['server']}" if meta["server"] else ""),
+        f"Python {meta['python']}" + (f", server {meta['server']}" if meta["server"] else "") + _revision(meta),
     ]
     lines += [f"- note: {_last_line(note)}" for note in meta.get("notes", [])]
     lines += [f"- {name}: **{_last_line(target['error'])}**" for name, target in targets.items() if "error" in target]

@@ -45,7 +45,7 @@ from processes import (
     wait_http_ready,
     wait_log_line,
 )
-from under_test import Package, render_config
+from under_test import Package, git_revision, render_config
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -100,6 +100,7 @@ class Bench:
             "host": platform.node(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "git": git_revision(self.s.src),
             "server_core": self.s.server_core,
             "load_core": self.s.load_core,
             "server": self.s.server,

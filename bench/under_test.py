@@ -78,6 +78,23 @@ class Package:
         return sorted(rows, key=lambda row: row["self_ms"], reverse=True)[:count]
 
 
+def git_revision(src: Path) -> dict[str, Any]:
+    """The commit the source tree is at, and whether it has uncommitted changes (None outside a checkout)."""
+    unknown: dict[str, Any] = {"head": None, "dirty": None}
+    try:
+        head = _git(src, "rev-parse", "--short", "HEAD")
+        status = _git(src, "status", "--porcelain", "--", ".")
+    except (OSError, subprocess.TimeoutExpired):
+        return unknown
+    if head.returncode != 0:
+        return unknown
+    return {"head": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def _git(src: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", str(src), *arguments], capture_output=True, text=True, timeout=10, check=False)
+
+
 def render_config(template: str, upstream_port: int) -> str:
     # Plain replacement, not str.format: YAML flow mappings are full of braces.
     return template.replace("{upstream}", f"http://127.0.0.1:{upstream_port}/v1").replace(

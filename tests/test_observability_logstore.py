@@ -110,9 +110,16 @@ async def check_roundtrip(store: LogStore) -> None:
     health = await store.attempt_health(3600, now=NOW + 200)
     assert health["oai/gpt-4o"] == {"attempts": 58, "failures": 29}
 
-    # a day later the same rows are read from the hourly rollups
+    # a day later the same rows are read from the hourly rollups, and per key from the daily ones plus the
+    # hours at either end of the range
     week = await store.series(7 * 86400, None, now=NOW + 86400)
     assert week["summary"]["requests"] == 200 and week["step"] % 3600 == 0
+    for now in (NOW + 86400, NOW + 3 * 86400 + 5000):
+        weekly = {row["name"]: row["requests"] for row in await store.totals_by("key", 7 * 86400, now=now)}
+        assert weekly == {"key-0": 67, "key-1": 67, "key-2": 66}
+    by_key = await store.series(30 * 86400, "key", now=NOW + 86400)
+    assert {g["name"] for g in by_key["groups"]} == {"key-0", "key-1", "key-2"}
+    assert sum(sum(g["requests"]) for g in by_key["groups"]) == 200
 
 
 async def test_sqlite_roundtrip_rollups_and_filters(sqlite_store: LogStore) -> None:

@@ -356,5 +356,14 @@ async def test_library_fails_over_the_same_way(fake_openai: Any) -> None:
         fake_openai.faults.extend([Fault(status=500)] * 4)
         with pytest.raises(UpstreamError):
             await sluicegate.acompletion(model="smart", messages=MESSAGES, gateway=gateway)
+        # The per-request overrides are keyword arguments in the library.
+        fake_openai.reset()
+        fake_openai.faults.extend([Fault(status=500)] * 3)
+        answer = await sluicegate.acompletion(
+            model="single", messages=MESSAGES, gateway=gateway, num_retries=3, fallbacks=[]
+        )
+        assert answer["choices"][0]["message"]["content"] == TEXT
+        assert models(fake_openai) == ["only"] * 4
+        assert all("num_retries" not in request.body for request in fake_openai.requests)
     finally:
         await gateway.aclose()

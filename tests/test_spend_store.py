@@ -209,7 +209,7 @@ def test_sigterm_under_load_loses_no_spend_record(fake_openai: Any, tmp_path: Pa
             code = gateway.terminate(signal.SIGTERM)
     finally:
         gateway.stop()
-    assert code == -signal.SIGTERM  # uvicorn re-raises the signal after its graceful shutdown
+    assert code == 0  # a graceful drain on SIGTERM exits cleanly
     answered = {request_id for _, request_id in load.answered}
     stored = stored_ids(db)
     assert len(answered) >= 300 and answered <= stored

@@ -14,12 +14,14 @@ __all__ = [
     "completion",
     "configure",
     "embedding",
+    "step_key",
 ]
 
 if TYPE_CHECKING:
     from sluicegate.errors import GatewayError
     from sluicegate.gateway import Gateway
     from sluicegate.library import acompletion, aembedding, completion, configure, embedding
+    from sluicegate.workflows import step_key
 
 _LAZY = {
     "Gateway": "sluicegate.gateway",
@@ -29,6 +31,7 @@ _LAZY = {
     "completion": "sluicegate.library",
     "configure": "sluicegate.library",
     "embedding": "sluicegate.library",
+    "step_key": "sluicegate.workflows",
 }
 
 

@@ -101,6 +101,12 @@ class ServerConfig(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     workers: int = 1
     #: requests with a larger body are refused with 413
     max_request_bytes: int = 25 * 1024 * 1024
+    #: on SIGTERM: seconds readiness reports 503 before the listener closes, so load balancers stop sending
+    drain_delay: float = 2.0
+    #: on SIGTERM: seconds in-flight requests and streams get to finish before they are cut
+    shutdown_grace: float = 30.0
+    #: reload the YAML when the file changes (mtime polled every second); SIGHUP always reloads
+    watch_config: bool = True
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, frozen=True):

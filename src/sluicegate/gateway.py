@@ -27,6 +27,7 @@ from sluicegate.observability.recorder import Recorder
 from sluicegate.providers.base import Call, ChatResult, EmbeddingsResult, Provider, RerankResult, Timeouts
 from sluicegate.providers.registry import build_provider
 from sluicegate.requests import validate_chat, validate_embeddings
+from sluicegate.routing.health_redis import close_store, start_store
 from sluicegate.routing.router import Attempt, Deployment, Router
 from sluicegate.streaming.chunks import StreamUsage, finish_stream
 from sluicegate.streaming.replay import completion_to_chunks
@@ -100,11 +101,13 @@ class Gateway:
         self._started = True
         for part in (self.auth, self.admission, self.cache, self.recorder):
             await part.start()
+        await start_store(self.router.health.store)
 
     async def aclose(self) -> None:
         for part in (self.recorder, self.cache, self.admission, self.auth):
             await part.aclose()
         await self.guardrails.aclose()
+        await close_store(self.router.health.store)
         for provider in self.providers.values():
             await provider.aclose()
         self._started = False

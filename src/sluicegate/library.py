@@ -55,22 +55,35 @@ def default_gateway() -> Gateway:
     return gateway if gateway is not None else configure()
 
 
-def _context() -> RequestContext:
-    return RequestContext(authenticated=True)
+def _context(idempotency_key: str | None = None) -> RequestContext:
+    ctx = RequestContext(authenticated=True)
+    if idempotency_key is not None:
+        ctx.control["idempotency-key"] = idempotency_key  # what the server reads from `Idempotency-Key`
+    return ctx
 
 
 async def acompletion(
-    model: str, messages: list[dict[str, Any]], *, stream: bool = False, gateway: Gateway | None = None, **params: Any
+    model: str,
+    messages: list[dict[str, Any]],
+    *,
+    stream: bool = False,
+    gateway: Gateway | None = None,
+    idempotency_key: str | None = None,
+    **params: Any,
 ) -> Any:
-    """A chat completion: a dict, or with `stream=True` an async iterator of chunk dicts."""
+    """A chat completion: a dict, or with `stream=True` an async iterator of chunk dicts.
+
+    `idempotency_key` works like the `Idempotency-Key` header: a repeat gets the stored answer unpaid
+    (see `sluicegate.step_key` for durable workflows).
+    """
     gw = gateway or default_gateway()
     await gw.start()
     request = {"model": model, "messages": messages, **params}
     if not stream:
-        answer = await gw.chat(request, _context())
+        answer = await gw.chat(request, _context(idempotency_key))
         return answer.result.as_dict()
     request["stream"] = True
-    opened = await gw.stream_chat(request, _context())
+    opened = await gw.stream_chat(request, _context(idempotency_key))
     return _decoded(opened.chunks)
 
 
@@ -91,9 +104,16 @@ async def aembedding(
     return answer.result.as_dict()
 
 
-def completion(model: str, messages: list[dict[str, Any]], *, stream: bool = False, **params: Any) -> Any:
+def completion(
+    model: str,
+    messages: list[dict[str, Any]],
+    *,
+    stream: bool = False,
+    idempotency_key: str | None = None,
+    **params: Any,
+) -> Any:
     """The blocking twin of `acompletion`; with `stream=True` an iterator of chunk dicts."""
-    result = _run(acompletion(model, messages, stream=stream, **params))
+    result = _run(acompletion(model, messages, stream=stream, idempotency_key=idempotency_key, **params))
     return _blocking_iter(result) if stream else result
 
 

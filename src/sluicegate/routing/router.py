@@ -164,6 +164,10 @@ class Router:
         for model in config.models:
             deployments = [build_deployment(providers[d.provider], d, model.routing, stats) for d in model.deployments]
             plans[model.name] = _plan(model.name, deployments, model.routing, list(model.fallbacks), rng)
+        if store is None:
+            from sluicegate.routing.health_redis import build_health_store  # shared breakers with redis_url
+
+            store = build_health_store(config)
         return cls(plans, providers, health=Health(store), rng=rng, stats=stats)
 
     @property

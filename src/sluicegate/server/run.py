@@ -7,7 +7,7 @@ import os
 import uvicorn
 
 from sluicegate.gateway import Gateway
-from sluicegate.server.app import App
+from sluicegate.server.lifecycle import serve
 
 _COMMON = {
     "loop": "uvloop",
@@ -25,7 +25,8 @@ _COMMON = {
 
 def run_server(gateway: Gateway, *, host: str, port: int, workers: int = 1, config_path: str | None = None) -> None:
     if workers <= 1:
-        uvicorn.Server(uvicorn.Config(App(gateway), host=host, port=port, **_COMMON)).run()  # type: ignore[arg-type]
+        # Drain on SIGTERM, reload on SIGHUP / file change: see server/lifecycle.py.
+        serve(gateway, host=host, port=port, config_path=config_path, options=_COMMON)
         return
     # Several processes: each worker builds its own gateway from the same file.
     if config_path:

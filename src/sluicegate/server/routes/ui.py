@@ -110,7 +110,8 @@ def routes(gateway: Gateway) -> RouteTable:
         query = _query(request)
         if "request_id" in query:
             found = await data.one_request(gateway, query["request_id"])
-            result: dict[str, Any] = {"object": "list", "data": [found] if found else []}
+            stored = gateway.recorder.log_store is not None
+            result: dict[str, Any] = {"object": "list", "log_store": stored, "data": [found] if found else []}
         else:
             result = {"object": "list", **await data.requests(gateway, _filter(query))}
         await send_json(send, 200, result, [(b"x-request-id", ctx.request_id.encode()), *_NO_STORE])
