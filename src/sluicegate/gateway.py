@@ -11,10 +11,10 @@ the module that owns the concern.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any
+from typing import Any, TypeVar
 
 from sluicegate.cache.service import ResponseCache
 from sluicegate.config import Config, load_config
@@ -24,13 +24,23 @@ from sluicegate.governance.admission import Admission, Ticket
 from sluicegate.governance.auth import Authenticator
 from sluicegate.guardrails.pipeline import GuardrailPipeline
 from sluicegate.observability.recorder import Recorder
-from sluicegate.providers.base import Call, ChatResult, EmbeddingsResult, Provider, RerankResult, Timeouts
+from sluicegate.providers.base import (
+    Call,
+    ChatResult,
+    EmbeddingsResult,
+    Provider,
+    ProviderResult,
+    RerankResult,
+    Timeouts,
+)
 from sluicegate.providers.registry import build_provider
 from sluicegate.requests import validate_chat, validate_embeddings
 from sluicegate.routing.health_redis import close_store, start_store
-from sluicegate.routing.router import Attempt, Deployment, Router
+from sluicegate.routing.router import Attempt, Deployment, Routed, Router
 from sluicegate.streaming.chunks import StreamUsage, finish_stream
 from sluicegate.streaming.replay import completion_to_chunks
+
+R = TypeVar("R", bound=ProviderResult)
 
 __all__ = ["ChatAnswer", "EmbeddingsAnswer", "Gateway", "RequestContext", "RerankAnswer", "StreamAnswer"]
 
@@ -224,40 +234,37 @@ class Gateway:
     async def embeddings(self, request: dict[str, Any], ctx: RequestContext) -> EmbeddingsAnswer:
         await self.auth.authenticate(ctx)
         validate_embeddings(request)
-        record = ctx.begin("embeddings", request["model"], stream=False)
-        self.recorder.note_prompt(record, request)
-        try:
-            async with self.admission.admit(ctx, request):
-
-                async def attempt(deployment: Deployment, timeouts: Timeouts) -> EmbeddingsResult:
-                    return await deployment.provider.embeddings(_call(request, deployment, timeouts, ctx))
-
-                routed = await self.router.route(request, ctx, attempt)
-                _note_route(record, routed.deployment, routed.attempts)
-                record.usage = routed.value.usage
-                return EmbeddingsAnswer(routed.value, routed.deployment, routed.attempts)
-        except GatewayError as error:
-            _note_error(record, error)
-            raise
-        finally:
-            self._finish(record, ctx)
+        routed = await self._unary("embeddings", request, ctx, lambda provider: provider.embeddings)
+        return EmbeddingsAnswer(routed.value, routed.deployment, routed.attempts)
 
     # --- rerank ----------------------------------------------------------------------------------
 
     async def rerank(self, request: dict[str, Any], ctx: RequestContext) -> RerankAnswer:
         """`request` was validated at the edge (server/routes/rerank.py): model, query, documents."""
         await self.auth.authenticate(ctx)
-        record = ctx.begin("rerank", request["model"], stream=False)
+        routed = await self._unary("rerank", request, ctx, lambda provider: provider.rerank)
+        return RerankAnswer(routed.value, routed.deployment, routed.attempts)
+
+    async def _unary(
+        self,
+        endpoint: str,
+        request: dict[str, Any],
+        ctx: RequestContext,
+        capability: Callable[[Provider], Callable[[Call], Awaitable[R]]],
+    ) -> Routed[R]:
+        """The lifecycle of a request with one answer and no cache or guardrail step (embeddings, rerank)."""
+        record = ctx.begin(endpoint, request["model"], stream=False)
+        self.recorder.note_prompt(record, request)
         try:
             async with self.admission.admit(ctx, request):
 
-                async def attempt(deployment: Deployment, timeouts: Timeouts) -> RerankResult:
-                    return await deployment.provider.rerank(_call(request, deployment, timeouts, ctx))
+                async def attempt(deployment: Deployment, timeouts: Timeouts) -> R:
+                    return await capability(deployment.provider)(_call(request, deployment, timeouts, ctx))
 
-                routed = await self.router.route(request, ctx, attempt)
+                routed: Routed[R] = await self.router.route(request, ctx, attempt)
                 _note_route(record, routed.deployment, routed.attempts)
                 record.usage = routed.value.usage
-                return RerankAnswer(routed.value, routed.deployment, routed.attempts)
+                return routed
         except GatewayError as error:
             _note_error(record, error)
             raise
