@@ -4,8 +4,8 @@
 #   docker build -t sluicegate .
 #   docker run -p 4000:4000 -v $PWD/gateway.yaml:/etc/sluicegate/config.yaml:ro sluicegate
 #
-# Replica mode (redis_url / database_url) needs the redis and asyncpg packages: build from a runtime.lock
-# compiled with `--extra redis --extra postgres` (see docs/replicas.md).
+# runtime.lock is compiled with the redis and postgres extras, so replica mode (redis_url / database_url)
+# works in this image (see docs/replicas.md).
 
 ARG PYTHON=python:3.11-slim-bookworm
 

@@ -112,6 +112,7 @@ def test_the_image_is_pinned_from_the_lock_and_runs_as_non_root() -> None:
     lock = (ROOT / "requirements" / "runtime.lock").read_text()
     pins = re.findall(r"^([A-Za-z0-9_.\-]+)==", lock, flags=re.M)
     assert pins and lock.count("--hash=sha256:") >= len(pins)
+    assert {"redis", "asyncpg"} <= set(pins)  # replica mode (redis_url, database_url) works in the image
     # the package itself is added without resolving anything outside the lock
     assert any("pip install --no-deps /wheels/" in args for op, args in instructions if op == "RUN")
     final = final_stage(instructions)

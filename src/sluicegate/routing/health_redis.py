@@ -87,6 +87,7 @@ class RedisHealthStore:
         #: false while Redis cannot be reached: the mirror is then this replica's own view
         self.connected = False
         self._down_logged = False
+        self._stopping = False
 
     # --- HealthStore: synchronous, local ----------------------------------------------------------
 
@@ -107,6 +108,7 @@ class RedisHealthStore:
     async def start(self) -> None:
         if self._tasks:
             return
+        self._stopping = False
         self._wake = asyncio.Event()
         if self._pending:
             self._wake.set()
@@ -117,22 +119,24 @@ class RedisHealthStore:
 
     async def aclose(self) -> None:
         tasks, self._tasks = self._tasks, []
+        self._stopping = True
         if self._pending and tasks:
             # Best effort: hand the last transitions to the other replicas before leaving.
             with contextlib.suppress(*self._errors):
                 await asyncio.wait_for(self._flush(), self.backoff)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if tasks:
+            # Bounded: a client library that turned the cancellation into a connection error must not
+            # keep the shutdown waiting (the loops also stop on `_stopping`).
+            await asyncio.wait(tasks, timeout=2.0)
         with contextlib.suppress(*self._errors):
             await self._redis.aclose()
 
     # --- background -------------------------------------------------------------------------------
 
     async def _write_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             try:
@@ -160,13 +164,13 @@ class RedisHealthStore:
             self._up()
 
     async def _read_loop(self) -> None:
-        while True:
+        while not self._stopping:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)
                 await self._sync()
                 next_sync = time.monotonic() + self.refresh
-                while True:
+                while not self._stopping:
                     message = await pubsub.get_message(timeout=self.refresh)
                     if message is not None and message.get("type") == "message":
                         self._apply(message["data"])
