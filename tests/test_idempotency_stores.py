@@ -107,10 +107,9 @@ async def test_an_expired_lease_frees_the_key_and_renewal_keeps_it(store_config:
         await store.aclose()
 
 
-async def test_replicas_sharing_a_store_wait_for_each_other(store_config: tuple[str, IdempotencyConfig]) -> None:
-    backend, config = store_config
-    if backend == "memory":
-        pytest.skip("the memory store is one process's own")
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "memory"])  # memory is one process's own
+async def test_replicas_sharing_a_store_wait_for_each_other(backend: str, tmp_path: Path) -> None:
+    config = _config(backend, tmp_path)
     first = Idempotency(config, build_store(config, None, None))
     second = Idempotency(config, build_store(config, None, None))
     await first.start()
