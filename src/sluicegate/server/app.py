@@ -8,6 +8,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 from sluicegate.context import RequestContext
 from sluicegate.errors import GatewayError, NotFoundError
@@ -79,22 +80,32 @@ class App:
         return handler
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.gateway.start()
-                except Exception as exc:
-                    log.exception("start-up failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                tune_garbage_collector()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                self.gateway.ready = False
-                await self.gateway.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
+        await run_lifespan(receive, send, self.gateway.start, self._stop)
+
+    async def _stop(self) -> None:
+        self.gateway.ready = False
+        await self.gateway.aclose()
+
+
+async def run_lifespan(
+    receive: Receive, send: Send, start: Callable[[], Awaitable[None]], stop: Callable[[], Awaitable[None]]
+) -> None:
+    """The ASGI lifespan protocol around a server's start-up and shutdown work."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await start()
+            except Exception as exc:
+                log.exception("start-up failed")
+                await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
+            tune_garbage_collector()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await stop()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def tune_garbage_collector() -> None:

@@ -28,7 +28,7 @@ import uvicorn
 
 from sluicegate.config import load_config
 from sluicegate.gateway import Gateway
-from sluicegate.server.app import App, tune_garbage_collector
+from sluicegate.server.app import App, run_lifespan
 from sluicegate.server.asgi import Receive, Scope, Send
 
 log = logging.getLogger("sluicegate.server")
@@ -83,22 +83,11 @@ class ReloadingApp:
     # --- lifespan ---------------------------------------------------------------------------------
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.gateway.start()
-                except Exception as exc:
-                    log.exception("start-up failed")
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    return
-                self._watch()
-                tune_garbage_collector()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self._shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await run_lifespan(receive, send, self._start, self._shutdown)
+
+    async def _start(self) -> None:
+        await self.gateway.start()
+        self._watch()
 
     def _watch(self) -> None:
         if self.config_path is None:
