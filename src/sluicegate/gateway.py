@@ -182,9 +182,8 @@ class Gateway:
                     request, ctx, lambda d, timeouts: d.provider.stream_chat(_call(request, d, timeouts, ctx))
                 )
                 _note_route(record, routed.deployment, routed.attempts)
-                first, rest = routed.value
                 record.ttft_ms = (time.perf_counter() - ctx.started) * 1000
-                source = _prepend(first, rest)
+                source = routed.value
                 deployment, attempts = routed.deployment, routed.attempts
             chunks = finish_stream(source, include_usage, tally)
             # the cache keeps the stream as it was before guardrails restore a caller's placeholders
@@ -305,15 +304,6 @@ def _note_error(record: RequestRecord, error: GatewayError) -> None:
 async def _iterate(chunks: list[bytes]) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
-
-
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    try:
-        yield first
-        async for chunk in rest:
-            yield chunk
-    finally:
-        await _close(rest)
 
 
 async def _close(chunks: AsyncIterator[bytes]) -> None:

@@ -221,17 +221,17 @@ class Router:
         request: dict[str, Any],
         ctx: RequestContext,
         open_stream: Callable[[Deployment, Timeouts], AsyncIterator[bytes]],
-    ) -> Routed[tuple[bytes, AsyncIterator[bytes]]]:
-        """Open a stream: fail over until its first content chunk, then hand back (first chunk, the rest).
+    ) -> Routed[GuardedStream]:
+        """Open a stream: fail over until its first content chunk, then hand back the whole stream.
 
         The rest settles the deployment's health when the stream ends, and cuts it when it stalls.
         """
-        routed: Routed[tuple[bytes, GuardedStream]] = await self._run(request, ctx, None, open_stream)
+        routed: Routed[GuardedStream] = await self._run(request, ctx, None, open_stream)
         record = ctx.record
         if record is not None:
             # A failure after the commit is written onto the attempt that answered.
-            routed.value[1].note = record.attempts[-1]
-        return routed  # type: ignore[return-value]
+            routed.value.note = record.attempts[-1]
+        return routed
 
     async def _run(
         self,
@@ -450,15 +450,14 @@ async def _open(
     timeouts: Timeouts,
     lease: Lease,
     started: float,
-) -> tuple[bytes, GuardedStream]:
-    """Open a stream up to its first content; the rest settles `lease` when it ends."""
+) -> GuardedStream:
+    """Open a stream up to its first content (held, replayed first); the stream settles `lease` when it ends."""
     chunks = open_stream(deployment, timeouts)
     held = await read_head(chunks, timeouts.first_token)
     lease.first_token((time.perf_counter() - started) * 1000)
-    rest = GuardedStream(
-        held[1:], chunks, lease, inter_chunk=deployment.inter_chunk, count_tokens=deployment.tpm is not None
+    return GuardedStream(
+        held, chunks, lease, inter_chunk=deployment.inter_chunk, count_tokens=deployment.tpm is not None
     )
-    return held[0], rest
 
 
 def _special_chain(routing: RoutingConfig, kind: str) -> list[str] | None:
