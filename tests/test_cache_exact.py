@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sluicegate.context import RequestRecord
 from tests.fakes.server import Fault
+from tests.recording import RecordSink
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
@@ -22,22 +22,6 @@ def config(fake: Any, cache: Any = True, **top: Any) -> dict[str, Any]:
         ],
         **top,
     }
-
-
-class Records:
-    """A recorder sink that keeps every finished request's record."""
-
-    def __init__(self) -> None:
-        self.records: list[RequestRecord] = []
-
-    def emit(self, record: RequestRecord) -> None:
-        self.records.append(record)
-
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -77,7 +61,7 @@ def test_second_identical_request_is_a_hit_without_calling_the_provider(gw: Any,
 
 
 def test_a_hit_is_recorded_as_such_and_charged_nothing(gw: Any, fake_openai: Any) -> None:
-    sink = Records()
+    sink = RecordSink()
     gw.gateway.recorder.add(sink)
     _chat(gw)
     _chat(gw)

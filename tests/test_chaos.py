@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import openai
 
-from sluicegate.context import RequestRecord
 from tests.fakes.server import Fault
+from tests.recording import RecordSink
 
 REQUESTS = 2000
 CONCURRENCY = 50
@@ -31,20 +31,6 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 #: total tokens of one complete answer from each fake (Gemini counts the prompt's two words)
 TOKENS = {"oai": 18, "claude": 30, "gem": 2 + 5 + 3}
 TEXTS = {"Hello from fake OpenAI.", "Hello from fake Anthropic.", "Hello from fake Gemini."}
-
-
-class RecordSink:
-    def __init__(self) -> None:
-        self.records: list[RequestRecord] = []
-
-    def emit(self, record: RequestRecord) -> None:
-        self.records.append(record)
-
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 def plan_faults(rng: random.Random) -> dict[str, list[Fault]]:

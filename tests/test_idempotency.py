@@ -16,8 +16,8 @@ import httpx
 import openai
 import pytest
 
-from sluicegate.context import RequestRecord
 from tests.fakes.server import Fault
+from tests.recording import RecordSink
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
@@ -28,20 +28,6 @@ def config(fake: Any, tmp_path: Path, **idempotency: Any) -> dict[str, Any]:
         "models": [{"name": "smart", "deployments": [{"provider": "oai", "model": "gpt-4o"}]}],
         "idempotency": {"url": str(tmp_path / "idempotency.db"), **idempotency},
     }
-
-
-class Records:
-    def __init__(self) -> None:
-        self.records: list[RequestRecord] = []
-
-    def emit(self, record: RequestRecord) -> None:
-        self.records.append(record)
-
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -65,7 +51,7 @@ def _chat_requests(fake: Any) -> int:
 
 
 def test_repeat_with_the_same_key_replays_without_calling_the_provider(gw: Any, fake_openai: Any) -> None:
-    sink = Records()
+    sink = RecordSink()
     gw.gateway.recorder.add(sink)
     first = _chat(gw, "job-1-step-1")
     second = _chat(gw, "job-1-step-1")

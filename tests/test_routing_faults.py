@@ -16,11 +16,11 @@ import pytest
 
 import sluicegate
 from sluicegate.config import config_from_dict
-from sluicegate.context import RequestRecord
 from sluicegate.errors import UpstreamError
 from sluicegate.gateway import Gateway
 from tests.fakes.openai import TEXT
 from tests.fakes.server import Fault
+from tests.recording import RecordSink
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
@@ -40,29 +40,6 @@ def config(fake: Any, routing: dict[str, Any] | None = None, timeout: dict[str, 
             {"name": "single", "routing": routing or {}, "deployments": [{"provider": "oai", "model": "only"}]},
         ],
     }
-
-
-class RecordSink:
-    """Collects what the gateway's recorder emits, as any metrics or logging sink would see it."""
-
-    def __init__(self) -> None:
-        self.records: list[RequestRecord] = []
-
-    def emit(self, record: RequestRecord) -> None:
-        self.records.append(record)
-
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-    def wait(self, count: int, timeout: float = 5.0) -> list[RequestRecord]:
-        # Streams are recorded when the gateway closes them, a moment after the client read the last byte.
-        deadline = time.monotonic() + timeout
-        while len(self.records) < count and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.records
 
 
 def models(fake: Any) -> list[str]:

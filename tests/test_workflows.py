@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import sluicegate
-from sluicegate.context import RequestRecord
 from sluicegate.workflows import step_key
+from tests.recording import RecordSink
 
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
@@ -72,20 +72,6 @@ def test_bad_arguments_are_refused(args: tuple[Any, ...], error: type[Exception]
         step_key(*args)
 
 
-class _Records:
-    def __init__(self) -> None:
-        self.records: list[RequestRecord] = []
-
-    def emit(self, record: RequestRecord) -> None:
-        self.records.append(record)
-
-    async def start(self) -> None:
-        return None
-
-    async def aclose(self) -> None:
-        return None
-
-
 @pytest.fixture
 def configured(fake_openai: Any) -> Any:
     gateway = sluicegate.configure(
@@ -100,7 +86,7 @@ def configured(fake_openai: Any) -> Any:
 
 
 def test_the_library_sends_the_key_and_a_repeat_replays_unpaid(configured: Any, fake_openai: Any) -> None:
-    sink = _Records()
+    sink = RecordSink()
     configured.recorder.add(sink)
     key = step_key("wf-lib", "greet")
     first = _call(key)
