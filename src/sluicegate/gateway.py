@@ -60,7 +60,6 @@ class StreamAnswer:
     chunks: AsyncIterator[bytes]
     deployment: Deployment | None
     attempts: list[Attempt]
-    tally: StreamUsage
 
 
 @dataclass(slots=True)
@@ -144,7 +143,7 @@ class Gateway:
                     return await deployment.provider.chat(_call(request, deployment, timeouts, ctx))
 
                 routed = await self.router.route(request, ctx, attempt)
-                _note_route(record, routed.deployment, routed.attempts)
+                _note_route(record, routed.deployment)
                 result = await self.guardrails.check_output(request, routed.value, ctx)
                 record.usage = result.usage
                 await self.cache.store(request, result, ctx)
@@ -181,7 +180,7 @@ class Gateway:
                 routed = await self.router.route_stream(
                     request, ctx, lambda d, timeouts: d.provider.stream_chat(_call(request, d, timeouts, ctx))
                 )
-                _note_route(record, routed.deployment, routed.attempts)
+                _note_route(record, routed.deployment)
                 record.ttft_ms = (time.perf_counter() - ctx.started) * 1000
                 source = routed.value
                 deployment, attempts = routed.deployment, routed.attempts
@@ -195,7 +194,7 @@ class Gateway:
             await ticket.__aexit__(type(error), error, None)
             self._finish(record, ctx)
             raise
-        return StreamAnswer(self._close_stream(chunks, tally, record, ticket, ctx), deployment, attempts, tally)
+        return StreamAnswer(self._close_stream(chunks, tally, record, ticket, ctx), deployment, attempts)
 
     async def _close_stream(
         self,
@@ -261,7 +260,7 @@ class Gateway:
                     return await capability(deployment.provider)(_call(request, deployment, timeouts, ctx))
 
                 routed: Routed[R] = await self.router.route(request, ctx, attempt)
-                _note_route(record, routed.deployment, routed.attempts)
+                _note_route(record, routed.deployment)
                 record.usage = routed.value.usage
                 return routed
         except GatewayError as error:
@@ -290,7 +289,7 @@ def _call(request: dict[str, Any], deployment: Deployment, timeouts: Timeouts, c
     return Call(request, deployment.model, timeouts, ctx.forward_headers)
 
 
-def _note_route(record: RequestRecord, deployment: Deployment, attempts: list[Attempt]) -> None:
+def _note_route(record: RequestRecord, deployment: Deployment) -> None:
     record.deployment = deployment.label
     record.provider = deployment.provider.name
     # record.attempts (every attempt, with its status, error and latency) is filled by the router
