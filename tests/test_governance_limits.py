@@ -13,7 +13,16 @@ import httpx
 import pytest
 
 from sluicegate.governance.budgets import BudgetSpec, iso, period_bounds
-from sluicegate.governance.limits import BUDGET, PARALLEL, RPM, TPM, Check, LimitExceeded, LocalLimiter
+from sluicegate.governance.limits import (
+    _ACQUIRE,
+    BUDGET,
+    PARALLEL,
+    RPM,
+    TPM,
+    Check,
+    LimitExceeded,
+    LocalLimiter,
+)
 from tests.fakes.server import Fault
 from tests.governance_support import MASTER, Admin, chat, chat_config
 from tests.services import redis_url
@@ -244,9 +253,11 @@ def test_redis_rpm_cuts_a_burst_at_exactly_the_limit(
     import redis
 
     client = redis.Redis.from_url(url)
-    window = client.hgetall(f"{prefix}key:{created['id']}:rpm")
-    assert sum(int(v) for v in window.values()) == 10
-    assert sum(int(v) for v in client.hgetall(f"{prefix}key:{created['id']}:tpm").values()) == 10 * 18
+    for kind, counted in (("rpm", 10), ("tpm", 10 * 18)):
+        window = client.hgetall(f"{prefix}key:{created['id']}:{kind}")
+        seconds = {field: int(value) for field, value in window.items() if field not in (b"t", b"o")}
+        assert sum(seconds.values()) == counted
+        assert int(window[b"t"]) == counted  # the running total the script reads instead of every second
     assert client.zcard(f"{prefix}key:{created['id']}:parallel") == 0  # every slot released
     client.close()
 
@@ -266,6 +277,44 @@ def test_redis_budget_counter_is_seeded_and_charged(
     counter = f"{prefix}budget:key:{created['id']}:{int(start)}"
     assert float(client.get(counter) or 0) == pytest.approx(2 * SMART_COST)
     assert 0 < client.ttl(counter) <= end - start + 86400 + 5
+    client.close()
+
+
+def _redis_second(client: Any) -> float:
+    seconds, micros = client.time()
+    return float(seconds) + micros / 1e6
+
+
+def _sleep_until(client: Any, second: int) -> None:
+    time.sleep(max(second - _redis_second(client) + 0.05, 0))
+
+
+@pytest.mark.service
+def test_redis_window_drops_seconds_as_they_leave_it(redis_prefix: tuple[str, str]) -> None:
+    """The acquire script with a one-second window, so that seconds leave it within the test: the running
+    total follows them out, the hash keeps no stale second, and a long-idle window starts afresh."""
+    import redis
+
+    url, prefix = redis_prefix
+    client = redis.Redis.from_url(url)
+    acquire = client.register_script(_ACQUIRE)
+    key = prefix + "window"
+
+    def ask() -> list[bytes]:
+        return list(acquire(keys=[key], args=[1, "lease", 900, 1, RPM, "3.0"]))
+
+    start = int(_redis_second(client)) + 1
+    _sleep_until(client, start)
+    assert [ask()[0] for _ in range(4)] == [1, 1, 1, 0]
+    refused = ask()
+    assert float(refused[3]) <= 2.0  # frees when its second leaves the window: at most 1 s + the rest of this one
+    _sleep_until(client, start + 2)
+    admitted = ask()
+    assert admitted[0] == 1 and int(admitted[1]) == start + 2 and admitted[2] == b"0"
+    window = client.hgetall(key)
+    assert str(start).encode() not in window and window[b"t"] == b"1" and int(window[b"o"]) == start + 2
+    _sleep_until(client, start + 6)  # everything held is far out of the window: the hash is dropped whole
+    assert ask()[2] == b"0" and client.hget(key, "t") == b"1" and client.hlen(key) == 3
     client.close()
 
 

@@ -13,11 +13,12 @@ after `governance.lease_seconds` instead of never.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sluicegate.errors import RateLimitError, ServiceUnavailableError
@@ -43,6 +44,13 @@ class Check:
     #: budgets: where the period ends, and whether exceeding it only warns
     resets_at: float = 0.0
     budget: BudgetSpec | None = None
+    #: how the Redis scripts see it (worked out once, not on every request)
+    script_kind: str = field(init=False, repr=False, compare=False)
+    script_limit: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "script_kind", "soft" if self.soft else self.kind)
+        object.__setattr__(self, "script_limit", repr(float(self.limit)))
 
     @property
     def soft(self) -> bool:
@@ -306,10 +314,42 @@ class LocalLimiter:
         return None
 
 
+# A window is a hash: one field per second, plus 't' (their total) and 'o' (the oldest second still held), so
+# checking it reads two fields instead of sixty-one; seconds that fall out of the window are dropped as they go.
+_WINDOW = """
+local function window_used(key, sec, window)
+  local head = redis.call('HMGET', key, 't', 'o')
+  if not head[1] then
+    redis.call('DEL', key)  -- nothing, or a hash without a total: start it afresh
+    return 0, sec
+  end
+  local total, oldest = tonumber(head[1]), tonumber(head[2])
+  local cutoff = sec - window
+  if oldest >= cutoff then return total, oldest end
+  if oldest < cutoff - window - 1 then
+    redis.call('DEL', key)  -- every second it holds is out of the window
+    return 0, sec
+  end
+  for s = oldest, cutoff - 1 do
+    local count = redis.call('HGET', key, s)
+    if count then
+      total = total - tonumber(count)
+      redis.call('HDEL', key, s)
+    end
+  end
+  oldest = cutoff
+  while oldest < sec and redis.call('HEXISTS', key, oldest) == 0 do oldest = oldest + 1 end
+  redis.call('HSET', key, 't', total, 'o', oldest)
+  return total, oldest
+end
+"""
+
 # KEYS: one counter per check. ARGV: tokens, lease id, lease seconds, window, then (kind, limit) per key.
 # Returns {1, second, used1, reset1, used2, reset2, ...} or {0, index, used, reset}; numbers as strings
 # because Redis truncates Lua numbers to integers on the way out.
-_ACQUIRE = """
+_ACQUIRE = (
+    _WINDOW
+    + """
 local t = redis.call('TIME')
 local sec = tonumber(t[1])
 local now = sec + tonumber(t[2]) / 1000000
@@ -324,17 +364,8 @@ for i = 1, #KEYS do
   local limit = tonumber(ARGV[4 + 2 * i])
   local used, reset = 0, 0
   if kind == 'rpm' or kind == 'tpm' then
-    local fields = redis.call('HGETALL', key)
-    local oldest = sec
-    for j = 1, #fields, 2 do
-      local s = tonumber(fields[j])
-      if s < sec - window then
-        redis.call('HDEL', key, fields[j])
-      else
-        used = used + tonumber(fields[j + 1])
-        if s < oldest then oldest = s end
-      end
-    end
+    local oldest
+    used, oldest = window_used(key, sec, window)
     reset = oldest + window + 1 - now
     local need = tokens
     if kind == 'rpm' then need = 1 end
@@ -353,11 +384,12 @@ end
 for i = 1, #KEYS do
   local key = KEYS[i]
   local kind = ARGV[3 + 2 * i]
-  if kind == 'rpm' then
-    redis.call('HINCRBY', key, sec, 1)
-    redis.call('EXPIRE', key, window + 2)
-  elseif kind == 'tpm' then
-    redis.call('HINCRBY', key, sec, tokens)
+  if kind == 'rpm' or kind == 'tpm' then
+    local need = tokens
+    if kind == 'rpm' then need = 1 end
+    redis.call('HINCRBY', key, sec, need)
+    redis.call('HINCRBY', key, 't', need)
+    redis.call('HSETNX', key, 'o', sec)
     redis.call('EXPIRE', key, window + 2)
   elseif kind == 'parallel' then
     redis.call('ZADD', key, now + lease_s, lease)
@@ -366,8 +398,10 @@ for i = 1, #KEYS do
 end
 return out
 """
+)
 
 # KEYS: the grant's counters. ARGV: second, lease id, window, budget ttl, token delta, cost, then kind per key.
+# A token correction for a second already out of the window has nothing left to correct.
 _SETTLE = """
 local sec = ARGV[1]
 local window = tonumber(ARGV[3])
@@ -379,8 +413,10 @@ for i = 1, #KEYS do
   if kind == 'parallel' then
     redis.call('ZREM', key, ARGV[2])
   elseif kind == 'tpm' and delta ~= 0 then
-    redis.call('HINCRBY', key, sec, delta)
-    redis.call('EXPIRE', key, window + 2)
+    if redis.call('HEXISTS', key, sec) == 1 then
+      redis.call('HINCRBY', key, sec, delta)
+      redis.call('HINCRBY', key, 't', delta)
+    end
   elseif (kind == 'budget' or kind == 'soft') and cost > 0 then
     redis.call('INCRBYFLOAT', key, ARGV[6])
     if redis.call('TTL', key) < 0 then redis.call('EXPIRE', key, ARGV[4]) end
@@ -408,19 +444,23 @@ class RedisLimiter:
             import redis.asyncio as aioredis
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
-            from redis.exceptions import RedisError
+            from redis.exceptions import NoScriptError, RedisError
+
+            from sluicegate.governance.autopipe import AutoPipeline
         except ImportError:
             from sluicegate.errors import ConfigurationError
 
             raise ConfigurationError(
-                "redis_url is set but redis is not installed: pip install 'sluicegate[redis]'"
+                "redis_url is set but redis or hiredis is not installed: pip install 'sluicegate[redis]'"
             ) from None
         # No retries: a slow or dead Redis must cost one short timeout, not the client's default ten attempts.
         self._redis: Any = aioredis.Redis.from_url(
             url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
         )
-        self._acquire = self._redis.register_script(_ACQUIRE)
-        self._settle = self._redis.register_script(_SETTLE)
+        self._pipe = AutoPipeline(self._redis, timeout)
+        self._acquire_sha = _sha1(_ACQUIRE)
+        self._settle_sha = _sha1(_SETTLE)
+        self._no_script = NoScriptError
         self._prefix = prefix
         self._failure = failure
         self._lease_seconds = lease_seconds
@@ -430,30 +470,28 @@ class RedisLimiter:
         self._down_until = 0.0
         self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
 
-    def _args(self, checks: list[Check]) -> tuple[list[str], list[str]]:
-        keys = [self._prefix + check.name for check in checks]
-        kinds: list[str] = []
-        for check in checks:
-            kind = "soft" if check.soft else check.kind
-            kinds += [kind, repr(float(check.limit))]
-        return keys, kinds
+    def _keys(self, checks: list[Check]) -> list[str]:
+        prefix = self._prefix
+        return [prefix + check.name for check in checks]
 
     async def acquire(self, checks: list[Check], tokens: int, lease: str, retryable: bool = False) -> Grant:
         if time.monotonic() < self._down_until:
             return self._fallback(checks, tokens, lease, retryable)
-        keys, pairs = self._args(checks)
+        args: list[Any] = [tokens, lease, self._lease_seconds, WINDOW]
+        for check in checks:
+            args += (check.script_kind, check.script_limit)
         try:
-            result = await self._acquire(keys=keys, args=[tokens, lease, self._lease_seconds, WINDOW, *pairs])
+            result = await self._script(self._acquire_sha, self._keys(checks), args)
         except self._errors as exc:
             self._trip(exc)
             return self._fallback(checks, tokens, lease, retryable)
-        values = [item.decode() if isinstance(item, bytes) else str(item) for item in result]
-        if values[0] != "1":
-            check = checks[int(values[1]) - 1]
-            raise refusal(check, float(values[2]), float(values[3]), tokens, retryable)
-        grant = Grant(checks, int(values[1]), tokens, lease, self)
+        # Replies are bytes; float() and int() read them as they are.
+        if result[0] != 1:
+            check = checks[int(result[1]) - 1]
+            raise refusal(check, float(result[2]), float(result[3]), tokens, retryable)
+        grant = Grant(checks, int(result[1]), tokens, lease, self)
         for index, check in enumerate(checks):
-            grant.note(check, float(values[2 + 2 * index]), float(values[3 + 2 * index]))
+            grant.note(check, float(result[2 + 2 * index]), float(result[3 + 2 * index]))
         return grant
 
     def _fallback(self, checks: list[Check], tokens: int, lease: str, retryable: bool) -> Grant:
@@ -469,16 +507,27 @@ class RedisLimiter:
         return self._local.acquire_now(checks, tokens, lease, time.time(), retryable)
 
     async def settle(self, grant: Grant, token_delta: int, cost: float) -> None:
-        if grant.limiter is not self:
+        if grant.limiter is not self or not _settling_changes_anything(grant.checks, token_delta, cost):
             return
-        keys, _ = self._args(grant.checks)
-        kinds = ["soft" if check.soft else check.kind for check in grant.checks]
-        args: list[Any] = [grant.second, grant.lease, WINDOW, _BUDGET_TTL, token_delta, repr(float(cost)), *kinds]
+        args: list[Any] = [grant.second, grant.lease, WINDOW, _BUDGET_TTL, token_delta, repr(float(cost))]
+        args += [check.script_kind for check in grant.checks]
         try:
-            await self._settle(keys=keys, args=args)
+            await self._script(self._settle_sha, self._keys(grant.checks), args)
         except self._errors as exc:
             # Slots free themselves when their lease ends; the spend is in the database either way.
             self._trip(exc)
+
+    async def _script(self, sha: str, keys: list[str], args: list[Any]) -> Any:
+        """Run one of the scripts by its hash, loading them again if Redis lost them (a restart, a flush)."""
+        try:
+            return await self._pipe.call("EVALSHA", sha, len(keys), *keys, *args)
+        except self._no_script:
+            await self._load_scripts()
+            return await self._pipe.call("EVALSHA", sha, len(keys), *keys, *args)
+
+    async def _load_scripts(self) -> None:
+        await self._redis.script_load(_ACQUIRE)
+        await self._redis.script_load(_SETTLE)
 
     async def seed_budget(self, check: Check, load: Callable[[], Awaitable[float]]) -> None:
         """Create the period's counter from the database's spend if Redis does not have it yet."""
@@ -500,8 +549,7 @@ class RedisLimiter:
         """Connect and load the scripts before the first request, and say early if Redis is not there."""
         try:
             await self._redis.ping()
-            await self._redis.script_load(_ACQUIRE)
-            await self._redis.script_load(_SETTLE)
+            await self._load_scripts()
         except self._errors as exc:
             self._trip(exc)
 
@@ -517,4 +565,18 @@ class RedisLimiter:
         self._down_until = time.monotonic() + 1.0
 
     async def aclose(self) -> None:
+        await self._pipe.aclose()
         await self._redis.aclose()
+
+
+def _settling_changes_anything(checks: list[Check], token_delta: int, cost: float) -> bool:
+    """Whether the settle script has work: a slot to free, tokens to correct or spend to add."""
+    for check in checks:
+        kind = check.kind
+        if kind == PARALLEL or (kind == TPM and token_delta) or (kind == BUDGET and cost > 0):
+            return True
+    return False
+
+
+def _sha1(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
