@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -110,5 +112,30 @@ async def test_the_limiter_loads_its_scripts_again_when_redis_lost_them() -> Non
         assert second.requests is not None and second.requests.remaining == 3  # the first one still counts
         assert second.tokens_quota is not None and second.tokens_quota.remaining == 1000 - 15 - 10
     finally:
+        await limiter.aclose()
+        own.stop()
+
+
+async def test_a_hung_redis_costs_the_limiter_one_timeout_then_it_falls_back_and_recovers() -> None:
+    own = OwnRedis()
+    own.start()
+    limiter = RedisLimiter(own.url, prefix="t:", timeout=0.3, failure="local", lease_seconds=900, budget_refresh=30)
+    checks = [Check("alias:a:rpm", RPM, 100, "alias 'a'")]
+    assert own.process is not None
+    try:
+        await limiter.start()
+        assert (await limiter.acquire(checks, 0, "lease-1")).limiter is limiter
+        own.process.send_signal(signal.SIGSTOP)  # accepts nothing, answers nothing
+        started = time.monotonic()
+        grants = await asyncio.gather(*(limiter.acquire(checks, 0, f"lease-{i}") for i in range(20)))
+        waited = time.monotonic() - started
+        assert waited < 1.0, waited  # one timeout for the whole batch, not one per request
+        assert all(grant.limiter is not limiter for grant in grants)  # counted locally meanwhile
+        own.process.send_signal(signal.SIGCONT)
+        await asyncio.sleep(1.1)  # the limiter tries Redis again a second after it failed
+        assert (await limiter.acquire(checks, 0, "lease-after")).limiter is limiter
+    finally:
+        if own.process is not None:
+            own.process.send_signal(signal.SIGCONT)
         await limiter.aclose()
         own.stop()

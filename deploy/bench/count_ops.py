@@ -28,6 +28,7 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE = "sg_bench_replicas"
+READS = "(socket reads)"
 
 
 def free_port() -> int:
@@ -38,7 +39,10 @@ def free_port() -> int:
 
 def commandstats(client: redis.Redis) -> dict[str, int]:
     stats: dict[str, Any] = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    counts = {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    # Socket reads: how many round trips the commands came in (the limiter pipelines its scripts).
+    counts[READS] = int(client.info("stats")["total_reads_processed"])
+    return counts
 
 
 async def pg_stats(admin_url: str) -> dict[str, int]:
@@ -145,10 +149,12 @@ def main() -> None:
     total = 0
     for name in sorted(redis_after):
         calls = redis_after[name] - redis_before.get(name, 0)
-        if calls and name != "info":
+        if calls and name not in ("info", READS):
             total += calls
             print(f"redis {name:<12} {calls:>8}  {calls / args.requests:.3f}/request")
     print(f"redis total        {total:>8}  {total / args.requests:.3f}/request")
+    reads = redis_after[READS] - redis_before[READS] - 4  # minus our own two INFO pairs
+    print(f"redis round trips  {reads:>8}  {reads / args.requests:.3f}/request (socket reads)")
     for name in ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_fetched"):
         delta = pg_after.get(name, 0) - pg_before.get(name, 0)
         print(f"postgres {name:<13} {delta:>8}  {delta / args.requests:.3f}/request")
