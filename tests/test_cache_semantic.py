@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import random
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from sluicegate.cache.guard import compatible, signature
 from sluicegate.cache.learned import EntryStats, LearnedPolicy
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import Fault, Handler
+from tests.services import redis_url
 
 DATA = Path(__file__).parent / "data" / "semantic_pairs.jsonl"
 DEFAULT_THRESHOLD = SemanticConfig().threshold
@@ -335,3 +338,46 @@ def test_learned_mode_verifies_with_the_provider_then_serves(gateway_factory: An
     assert statuses.index("semantic-hit") > 0  # it verified before it trusted the entry
     entry_stats = [e.payload.stats for e in gw.gateway.cache.semantic.index._entries.values() if len(e.payload.stats)]
     assert entry_stats and all(all(stats.correct) for stats in entry_stats)
+
+
+@pytest.mark.service
+def test_replicas_share_the_semantic_index_through_redis(gateway_factory: Any, oracle: Any) -> None:
+    """An entry indexed by one replica is a semantic hit on another, and a replica started later catches up
+    from the stream; the answer itself comes from the exact cache in Redis."""
+    import redis
+
+    url = redis_url()
+    namespace = f"sluicegate-test-feed-{uuid.uuid4().hex[:8]}"
+    config = semantic_config(oracle)
+    config["cache"] |= {"backend": "redis", "url": url, "namespace": namespace}
+    oracle.reset()
+    first, second = gateway_factory(config), gateway_factory(config)
+    client = redis.Redis.from_url(url)
+    try:
+        assert _ask(first, "What is the capital of France?")[1] == "miss"
+        _wait_for(lambda: client.xlen(f"{namespace}:semantic-feed") == 1)
+        france = "Answer to: What is the capital of France?"
+        _wait_for(lambda: _received(second) == 1)  # followed in the background, within milliseconds
+        assert _ask(second, "Which city is the capital of France?") == (france, "semantic-hit")
+        third = gateway_factory(config)  # starts after the entry was written: reads the stream from the start
+        _wait_for(lambda: _received(third) == 1)
+        assert _ask(third, "Tell me the capital city of France?") == (france, "semantic-hit")
+        # near-misses still miss on every replica: the guard's signature travelled with the vector
+        assert _ask(third, "What is the capital of Germany?")[1] == "miss"
+        assert len(oracle.requests) == 2  # France once, Germany once
+    finally:
+        for key in client.scan_iter(f"{namespace}*"):
+            client.delete(key)
+        client.close()
+
+
+def _received(gw: Any) -> int:
+    """Entries this replica took from the others through the stream."""
+    return int(gw.gateway.cache.semantic.feed.received)
+
+
+def _wait_for(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)

@@ -21,6 +21,7 @@ from sluicegate.cache.index import Entry, VectorIndex
 from sluicegate.cache.learned import EntryStats, LearnedPolicy
 
 if TYPE_CHECKING:
+    from sluicegate.cache.semantic_feed import SemanticFeed
     from sluicegate.cache.service import SemanticPolicy
 
 
@@ -57,6 +58,8 @@ class SemanticCache:
         self.embedder = embedder
         self.index = VectorIndex(embedder.dimensions, max_entries=max_entries)
         self.learned = learned
+        #: with a Redis cache backend, the stream that keeps every replica's index in step
+        self.feed: SemanticFeed | None = None
 
     async def prompt(self, partition: str, text: str) -> Prompt:
         vectors = await self.embedder.embed([text])
@@ -83,7 +86,14 @@ class SemanticCache:
         return None
 
     def add(self, prompt: Prompt, key: str, ttl: float) -> Entry:
-        return self.index.add(prompt.partition, prompt.vector, Payload(key, prompt.signature, time.monotonic() + ttl))
+        entry = self.index.add(prompt.partition, prompt.vector, Payload(key, prompt.signature, time.monotonic() + ttl))
+        if self.feed is not None:
+            self.feed.publish(prompt, key, ttl)
+        return entry
+
+    def add_shared(self, partition: str, vector: Vector, signature: Signature, key: str, ttl: float) -> Entry:
+        """An entry another replica indexed (learned-mode statistics stay per replica)."""
+        return self.index.add(partition, vector, Payload(key, signature, time.monotonic() + ttl))
 
     def used(self, entry: Entry) -> None:
         self.index.touch(entry)

@@ -193,12 +193,15 @@ class ResponseCache:
             await self.backend.start()
         if self._wants_semantic:
             self.semantic = await self._build_semantic()
+            self._share_semantic(self.semantic)
         if self.idempotency is not None:
             await self.idempotency.start()
 
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self.semantic is not None and self.semantic.feed is not None:
+            await self.semantic.feed.aclose()
         if self.idempotency is not None:
             await self.idempotency.aclose()
         if self.backend is not None:
@@ -348,6 +351,22 @@ class ResponseCache:
 
             learned = LearnedPolicy(semantic.target_false_hit_rate)
         return SemanticCache(embedder, semantic.max_entries, learned)
+
+    def _share_semantic(self, semantic: SemanticCache) -> None:
+        """With the answers in Redis, the index is shared through Redis too (cache/semantic_feed.py)."""
+        from sluicegate.cache.redis import RedisBackend, connect
+
+        backend = self.backend
+        if not isinstance(backend, RedisBackend):
+            return
+        from sluicegate.cache.semantic_feed import BLOCK_MS, SemanticFeed
+
+        # its own connections: a blocking read waits up to BLOCK_MS, past the cache's per-call deadline
+        client = connect(backend.url, BLOCK_MS / 1000 + 2.0)
+        stream = f"{self.settings.namespace}:semantic-feed"
+        model = f"{semantic.embedder.name}/{semantic.embedder.dimensions}"
+        semantic.feed = SemanticFeed(client, stream, self.settings.semantic.max_entries, model, 1.0)
+        semantic.feed.follow(semantic)
 
     async def _embedder(self, semantic: SemanticConfig) -> Any:
         from sluicegate.cache.embedder import EmbedderUnavailable, GatewayEmbedder, LocalEmbedder, shared_minilm
