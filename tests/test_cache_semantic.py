@@ -381,3 +381,31 @@ def _wait_for(condition: Any, timeout: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+@pytest.mark.service
+def test_the_shared_index_survives_a_redis_outage_without_restart(
+    gateway_factory: Any, oracle: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.test_cache_redis import OwnRedis
+
+    own = OwnRedis()
+    own.start()
+    config = semantic_config(oracle)
+    config["cache"] |= {"backend": "redis", "url": own.url, "namespace": "outage"}
+    try:
+        oracle.reset()
+        first, second = gateway_factory(config), gateway_factory(config)
+        own.stop()
+        with caplog.at_level("WARNING", logger="sluicegate.cache"):
+            # answered by the provider, uncached: the answers live in the Redis that is gone
+            assert _ask(first, "What is the capital of France?")[1] == "miss"
+            assert _ask(second, "Which city is the capital of France?")[1] == "miss"
+            _wait_for(lambda: "shared index in Redis is unreachable" in caplog.text)
+        own.start()  # an empty Redis at the same address: both replicas follow its stream again
+        time.sleep(1.5)  # the cache's back-off and the feed's retry pass
+        assert _ask(first, "How do I reverse a list in Python?")[1] == "miss"
+        _wait_for(lambda: _received(second) == 1, timeout=10)
+        assert _ask(second, "How can I reverse a Python list?")[1] == "semantic-hit"
+    finally:
+        own.stop()
