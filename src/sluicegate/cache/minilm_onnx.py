@@ -3,8 +3,9 @@
 The same BERT forward pass as `embedder.MiniLM`'s numpy code, about twice as fast on one core: ONNX Runtime
 packs the weight matrices once when the session starts, where BLAS through numpy re-packs them on every
 matmul (with ~20 tokens, that packing is most of the work). No model file is downloaded or written: the
-graph is assembled in memory from the safetensors tensors at start-up (about a second), and its vectors
-agree with the numpy path's to within 1e-6 cosine.
+graph is assembled in memory from the safetensors tensors at start-up (half a second; the weight matrices
+are handed to the session as arrays, not copied through the model), and its vectors agree with the numpy
+path's to within 1e-6 cosine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import onnxruntime
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 20  # LayerNormalization (17) and Gelu (20) as single operators
+#: constants with at least this many elements are handed to the session as arrays (the weight matrices)
+EXTERNAL_FROM = 4096
 
 
 class OnnxEncoder:
@@ -31,7 +34,14 @@ class OnnxEncoder:
         options.inter_op_num_threads = 1
         options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        model = _Graph(weights, config).model().SerializeToString()
+        graph = _Graph(weights, config)
+        model = graph.model().SerializeToString()
+        # The weight matrices stay numpy arrays that the session reads in place instead of travelling through
+        # the serialised model into copies of its own: start-up takes half the time and peaks 160 MB lower.
+        # Both lists are kept: the session does not own that memory.
+        self._arrays = graph.external
+        self._values = [onnxruntime.OrtValue.ortvalue_from_numpy(array) for array in graph.external.values()]
+        options.add_external_initializers(list(graph.external), self._values)
         self._session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def pooled(self, ids: list[int]) -> npt.NDArray[np.float32]:
@@ -50,6 +60,8 @@ class _Graph:
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
+        #: the large constants, given to the session as arrays rather than inside the model
+        self.external: dict[str, npt.NDArray[np.float32]] = {}
 
     def model(self) -> Any:
         x = self._embeddings("input_ids")
@@ -116,7 +128,17 @@ class _Graph:
     def _const(self, value: npt.NDArray[Any]) -> str:
         name = f"c{len(self.initializers)}"
         # np.array, not ascontiguousarray: the latter turns a 0-d index into a 1-d one
-        self.initializers.append(numpy_helper.from_array(np.array(value, order="C"), name))
+        array = np.array(value, order="C")
+        if array.size < EXTERNAL_FROM:
+            self.initializers.append(numpy_helper.from_array(array, name))
+            return name
+        tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape)
+        tensor.data_location = TensorProto.EXTERNAL
+        for key, value_ in (("location", "in-memory"), ("offset", "0"), ("length", str(array.nbytes))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value_
+        self.initializers.append(tensor)
+        self.external[name] = array
         return name
 
     def _op(self, kind: str, *inputs: str, **attributes: Any) -> str:
