@@ -12,7 +12,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
-from sluicegate.governance.autopipe import AutoPipeline
+from sluicegate.autopipe import AutoPipeline
 from sluicegate.governance.limits import RPM, TPM, Check, RedisLimiter
 from tests.services import redis_url
 from tests.test_cache_redis import OwnRedis

@@ -8,10 +8,9 @@ back-off tries again; redis-py reconnects by itself, so the cache recovers witho
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sluicegate.errors import ConfigurationError
@@ -36,9 +35,8 @@ def connect(url: str, timeout: float) -> Redis:
 class Breaker:
     """Skip a failing dependency for `backoff` seconds after each failure; say so once, not per request."""
 
-    def __init__(self, what: str, timeout: float, backoff: float = 1.0) -> None:
+    def __init__(self, what: str, backoff: float = 1.0) -> None:
         self.what = what
-        self.timeout = timeout
         self.backoff = backoff
         self._open_until = 0.0
         self._failing = False
@@ -47,12 +45,13 @@ class Breaker:
     def available(self) -> bool:
         return self._open_until <= time.monotonic()
 
-    async def call(self, operation: Awaitable[T], default: T) -> T:
+    async def call(self, operation: Callable[[], Awaitable[T]], default: T) -> T:
+        """`operation()` unless the breaker is open; a failure opens it. The deadline is the operation's
+        own (the auto-pipeline's, one per batch)."""
         if not self.available:
-            _discard(operation)
             return default
         try:
-            result = await asyncio.wait_for(operation, self.timeout)
+            result = await operation()
         except (TimeoutError, OSError, ConnectionError) as exc:
             return self._fail(exc, default)
         except Exception as exc:
@@ -85,35 +84,37 @@ def _is_redis_error(exc: BaseException) -> bool:
     return isinstance(exc, RedisError)
 
 
-def _discard(operation: Awaitable[Any]) -> None:
-    close = getattr(operation, "close", None)
-    if close is not None:
-        close()
-
-
 class RedisBackend:
     name = "redis"
 
     def __init__(self, url: str, timeout: float) -> None:
         self.url = url
         self.client = connect(url, timeout)
-        self.breaker = Breaker(f"the cache's Redis at {_safe(url)}", timeout)
+        try:
+            from sluicegate.autopipe import AutoPipeline
+        except ImportError:  # pragma: no cover - depends on the installed extras
+            raise ConfigurationError("the Redis cache needs hiredis: pip install 'sluicegate[redis]'") from None
+        # Commands go through the auto-pipeline: a cached answer costs ~15 µs of CPU instead of ~100.
+        self.pipe = AutoPipeline(self.client, timeout)
+        self.breaker = Breaker(f"the cache's Redis at {_safe(url)}")
 
     async def get(self, key: str) -> bytes | None:
-        value: Any = await self.breaker.call(self.client.get(key), None)
+        value: Any = await self.breaker.call(lambda: self.pipe.call("GET", key), None)
         return value if isinstance(value, bytes) else None
 
     async def set(self, key: str, value: bytes, ttl: float) -> None:
         if ttl > 0:
-            await self.breaker.call(self.client.set(key, value, px=max(1, int(ttl * 1000))), None)
+            milliseconds = max(1, int(ttl * 1000))
+            await self.breaker.call(lambda: self.pipe.call("SET", key, value, "PX", milliseconds), None)
 
     async def delete(self, key: str) -> None:
-        await self.breaker.call(self.client.delete(key), None)
+        await self.breaker.call(lambda: self.pipe.call("DEL", key), None)
 
     async def start(self) -> None:
         return None
 
     async def aclose(self) -> None:
+        await self.pipe.aclose()
         await self.client.aclose()
 
 

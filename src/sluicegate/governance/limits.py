@@ -446,7 +446,7 @@ class RedisLimiter:
             from redis.backoff import NoBackoff
             from redis.exceptions import NoScriptError, RedisError
 
-            from sluicegate.governance.autopipe import AutoPipeline
+            from sluicegate.autopipe import AutoPipeline
         except ImportError:
             from sluicegate.errors import ConfigurationError
 
