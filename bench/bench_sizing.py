@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen import run_wrk, write_wrk_script
-from processes import Processes, pinned, tree_cpu_seconds, wait_http_ready, wait_log_line
+from processes import Processes, free_port, pinned, tree_cpu_seconds, wait_http_ready, wait_log_line
 from under_test import Package, git_revision, render_config
 
 BENCH = Path(__file__).resolve().parent
@@ -82,14 +82,6 @@ def one_round(
     if outcome.errors or outcome.requests == 0:
         raise SystemExit(f"{name}: {outcome.errors} errors of {outcome.requests} requests; see {child.log}")
     return {"rps": outcome.rps, "cpu_us_per_request": round(used * 1e6 / outcome.requests, 1), "p99_ms": outcome.p99_ms}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:

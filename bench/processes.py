@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import os
 import signal
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -39,6 +40,12 @@ class Child:
 
 class StartupError(RuntimeError):
     """A child exited or did not become ready; the message carries the end of its log."""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def pinned(command: list[str], core: int | None) -> list[str]:

@@ -20,7 +20,6 @@ import os
 import platform
 import resource
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -38,6 +37,7 @@ from processes import (
     StartupError,
     cpu_sample,
     foreign_cores,
+    free_port,
     http_request,
     memory_mb,
     pinned,
@@ -284,12 +284,6 @@ class Bench:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def sanity_check(port: int, model: str, api_key: str | None) -> None:

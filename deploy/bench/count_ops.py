@@ -153,7 +153,7 @@ def main() -> None:
             total += calls
             print(f"redis {name:<12} {calls:>8}  {calls / args.requests:.3f}/request")
     print(f"redis total        {total:>8}  {total / args.requests:.3f}/request")
-    reads = redis_after[READS] - redis_before[READS] - 4  # minus our own two INFO pairs
+    reads = redis_after[READS] - redis_before[READS] - 2  # minus the after-snapshot's own two INFO reads
     print(f"redis round trips  {reads:>8}  {reads / args.requests:.3f}/request (socket reads)")
     for name in ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_fetched"):
         delta = pg_after.get(name, 0) - pg_before.get(name, 0)

@@ -214,7 +214,7 @@ class MiniLM:
             raise EmbedderUnavailable("onnxruntime and onnx are not installed (pip install 'sluicegate[semantic]')")
         self.runtime = "numpy" if self._onnx is None else "onnx"
         if self._onnx is not None:
-            return  # the session holds its own copy of the weights; numpy's would be 90 MB unused
+            return  # the session holds the weights it reads (minilm_onnx.py); numpy's layers would be 90 MB unused
         self.heads = int(config["num_attention_heads"])
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         self.words = np.ascontiguousarray(weights["embeddings.word_embeddings.weight"], dtype=np.float32)

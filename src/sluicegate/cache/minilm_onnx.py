@@ -134,9 +134,9 @@ class _Graph:
             return name
         tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=array.shape)
         tensor.data_location = TensorProto.EXTERNAL
-        for key, value_ in (("location", "in-memory"), ("offset", "0"), ("length", str(array.nbytes))):
+        for key, text in (("location", "in-memory"), ("offset", "0"), ("length", str(array.nbytes))):
             entry = tensor.external_data.add()
-            entry.key, entry.value = key, value_
+            entry.key, entry.value = key, text
         self.initializers.append(tensor)
         self.external[name] = array
         return name

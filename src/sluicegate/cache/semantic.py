@@ -86,13 +86,14 @@ class SemanticCache:
         return None
 
     def add(self, prompt: Prompt, key: str, ttl: float) -> Entry:
-        entry = self.index.add(prompt.partition, prompt.vector, Payload(key, prompt.signature, time.monotonic() + ttl))
+        entry = self.add_shared(prompt.partition, prompt.vector, prompt.signature, key, ttl)
         if self.feed is not None:
             self.feed.publish(prompt, key, ttl)
         return entry
 
     def add_shared(self, partition: str, vector: Vector, signature: Signature, key: str, ttl: float) -> Entry:
-        """An entry another replica indexed (learned-mode statistics stay per replica)."""
+        """Index an entry without publishing it: another replica's, or (through `add`) this one's own.
+        Learned-mode statistics stay per replica."""
         return self.index.add(partition, vector, Payload(key, signature, time.monotonic() + ttl))
 
     def used(self, entry: Entry) -> None:

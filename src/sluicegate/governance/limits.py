@@ -342,6 +342,11 @@ local function window_used(key, sec, window)
   redis.call('HSET', key, 't', total, 'o', oldest)
   return total, oldest
 end
+
+local function need(kind, tokens)
+  if kind == 'rpm' then return 1 end
+  return tokens
+end
 """
 
 # KEYS: one counter per check. ARGV: tokens, lease id, lease seconds, window, then (kind, limit) per key.
@@ -367,9 +372,7 @@ for i = 1, #KEYS do
     local oldest
     used, oldest = window_used(key, sec, window)
     reset = oldest + window + 1 - now
-    local need = tokens
-    if kind == 'rpm' then need = 1 end
-    if used + need > limit then return {0, tostring(i), tostring(used), tostring(reset)} end
+    if used + need(kind, tokens) > limit then return {0, tostring(i), tostring(used), tostring(reset)} end
   elseif kind == 'parallel' then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
     used = redis.call('ZCARD', key)
@@ -385,10 +388,9 @@ for i = 1, #KEYS do
   local key = KEYS[i]
   local kind = ARGV[3 + 2 * i]
   if kind == 'rpm' or kind == 'tpm' then
-    local need = tokens
-    if kind == 'rpm' then need = 1 end
-    redis.call('HINCRBY', key, sec, need)
-    redis.call('HINCRBY', key, 't', need)
+    local counted = need(kind, tokens)
+    redis.call('HINCRBY', key, sec, counted)
+    redis.call('HINCRBY', key, 't', counted)
     redis.call('HSETNX', key, 'o', sec)
     redis.call('EXPIRE', key, window + 2)
   elseif kind == 'parallel' then
