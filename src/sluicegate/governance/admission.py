@@ -311,22 +311,18 @@ def _check_models(alias: Any, allowed: frozenset[str] | None, whose: str) -> Non
 
 
 def _checks(scope: str, ident: str, what: str, limits: Any) -> list[Check]:
-    checks = []
-    if limits.rpm:
-        checks.append(Check(f"{scope}:{ident}:rpm", RPM, limits.rpm, what))
-    if limits.tpm:
-        checks.append(Check(f"{scope}:{ident}:tpm", TPM, limits.tpm, what))
-    if limits.max_parallel:
-        checks.append(Check(f"{scope}:{ident}:parallel", PARALLEL, limits.max_parallel, what))
-    return checks
+    """An alias's `limits:` from the config."""
+    return _limit_checks(scope, ident, what, limits.rpm, limits.tpm, limits.max_parallel)
 
 
 def _record_checks(scope: str, ident: str, what: str, record: KeyRecord | TeamRecord) -> list[Check]:
+    """A key's or team's limits from the database."""
+    return _limit_checks(scope, ident, what, record.rpm_limit, record.tpm_limit, record.max_parallel)
+
+
+def _limit_checks(scope: str, ident: str, what: str, rpm: Any, tpm: Any, parallel: Any) -> list[Check]:
     checks = []
-    if record.rpm_limit:
-        checks.append(Check(f"{scope}:{ident}:rpm", RPM, record.rpm_limit, what))
-    if record.tpm_limit:
-        checks.append(Check(f"{scope}:{ident}:tpm", TPM, record.tpm_limit, what))
-    if record.max_parallel:
-        checks.append(Check(f"{scope}:{ident}:parallel", PARALLEL, record.max_parallel, what))
+    for kind, limit in ((RPM, rpm), (TPM, tpm), (PARALLEL, parallel)):
+        if limit:
+            checks.append(Check(f"{scope}:{ident}:{kind}", kind, limit, what))
     return checks
