@@ -146,18 +146,10 @@ class Admission:
         return plan
 
     def key_checks(self, key: KeyRecord) -> list[Check]:
-        cached = self._key_checks.get(key.id)
-        if cached is None or cached[0] is not key:
-            cached = (key, _record_checks("key", key.id, f"key '{key.name}'", key))
-            self._key_checks[key.id] = cached
-        return cached[1]
+        return _cached_checks(self._key_checks, "key", key, f"key '{key.name}'")
 
     def team_checks(self, team: TeamRecord) -> list[Check]:
-        cached = self._team_checks.get(team.id)
-        if cached is None or cached[0] is not team:
-            cached = (team, _record_checks("team", team.id, f"team '{team.id}'", team))
-            self._team_checks[team.id] = cached
-        return cached[1]
+        return _cached_checks(self._team_checks, "team", team, f"team '{team.id}'")
 
     async def budget_check(self, scope: str, ident: str, what: str, budget: BudgetSpec) -> Check:
         """The check for this period of a key's or team's budget: built once per period, not per request."""
@@ -315,9 +307,14 @@ def _checks(scope: str, ident: str, what: str, limits: Any) -> list[Check]:
     return _limit_checks(scope, ident, what, limits.rpm, limits.tpm, limits.max_parallel)
 
 
-def _record_checks(scope: str, ident: str, what: str, record: KeyRecord | TeamRecord) -> list[Check]:
-    """A key's or team's limits from the database."""
-    return _limit_checks(scope, ident, what, record.rpm_limit, record.tpm_limit, record.max_parallel)
+def _cached_checks(cache: dict[str, Any], scope: str, record: KeyRecord | TeamRecord, what: str) -> list[Check]:
+    """A key's or team's limits from the database, built again only when the directory hands out a new record."""
+    cached = cache.get(record.id)
+    if cached is None or cached[0] is not record:
+        checks = _limit_checks(scope, record.id, what, record.rpm_limit, record.tpm_limit, record.max_parallel)
+        cached = cache[record.id] = (record, checks)
+    result: list[Check] = cached[1]
+    return result
 
 
 def _limit_checks(scope: str, ident: str, what: str, rpm: Any, tpm: Any, parallel: Any) -> list[Check]:
