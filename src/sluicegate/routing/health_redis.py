@@ -30,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sluicegate.errors import ConfigurationError
-from sluicegate.routing.health import BreakerState, HealthStore
+from sluicegate.routing.health import BreakerState, HealthStore, MemoryHealthStore
 
 if TYPE_CHECKING:
     from sluicegate.config import Config
@@ -52,7 +52,7 @@ def _decode_state(body: Any) -> BreakerState | None:
     return BreakerState(str(reason), float(until), bool(probing), float(started))
 
 
-class RedisHealthStore:
+class RedisHealthStore(MemoryHealthStore):
     """A `HealthStore` mirrored locally and shared through Redis (see the module's docstring)."""
 
     def __init__(
@@ -79,7 +79,7 @@ class RedisHealthStore:
         self._channel = prefix + "events"
         self.refresh = refresh
         self.backoff = backoff
-        self._states: dict[str, BreakerState] = {}
+        super().__init__()
         #: transitions not yet written to Redis, the latest per deployment
         self._pending: dict[str, BreakerState | None] = {}
         self._wake = asyncio.Event()
@@ -91,14 +91,8 @@ class RedisHealthStore:
 
     # --- HealthStore: synchronous, local ----------------------------------------------------------
 
-    def get(self, key: str) -> BreakerState | None:
-        return self._states.get(key)
-
     def put(self, key: str, state: BreakerState | None) -> None:
-        if state is None:
-            self._states.pop(key, None)
-        else:
-            self._states[key] = state
+        super().put(key, state)
         # A copy: Health mutates states in place, and the queued value must be the one of this transition.
         self._pending[key] = None if state is None else BreakerState(**_fields(state))
         self._wake.set()
@@ -210,10 +204,7 @@ class RedisHealthStore:
             return
         if key in self._pending:
             return  # this replica has a newer transition on its way
-        if state is None:
-            self._states.pop(key, None)
-        else:
-            self._states[key] = state
+        super().put(key, state)  # the mirror only: another replica's transition is not written back
 
     def _down(self, exc: BaseException) -> None:
         self.connected = False
